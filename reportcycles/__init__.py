@@ -1,0 +1,1 @@
+"""reportcycles: settings, composition root, migrations and the command line."""

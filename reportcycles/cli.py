@@ -1,0 +1,281 @@
+"""The `reportcycles` command line: thin adapters over the use cases in workflow/."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from reportcycles.settings import PROJECT_ROOT, Settings
+from workflow.errors import DomainError, InvalidInput
+
+DEMO_CSV = PROJECT_ROOT / "reportcycles" / "data" / "demo_partners.csv"
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' ist kein Datum (JJJJ-MM-TT)") from None
+
+
+def _parse_instant(value: str, zone: ZoneInfo) -> datetime:
+    """ISO-8601; a bare date means 09:00 local time, a time without offset means local time."""
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(9, 0), tzinfo=zone)
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"'{value}' ist kein Zeitpunkt nach ISO 8601 "
+                           "(z. B. 2027-03-01T09:00 oder 2027-03-01T08:30+01:00).") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=zone)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reportcycles", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create or migrate the database")
+    demo = sub.add_parser("demo", help="load the demo partners and open the demo cycle")
+    demo.add_argument("--year", type=int, default=2027)
+    demo.add_argument("--due", type=_parse_date)
+
+    partners = sub.add_parser("partners", help="manage partners").add_subparsers(
+        dest="partners_command", required=True)
+    imp = partners.add_parser("import", help="import partners from a CSV file (all or nothing)")
+    imp.add_argument("file", type=Path)
+
+    cycles = sub.add_parser("cycles", help="open cycles and look at them").add_subparsers(
+        dest="cycles_command", required=True)
+    open_ = cycles.add_parser("open", help="open the cycle of a year")
+    open_.add_argument("--year", type=int, required=True)
+    open_.add_argument("--opens", type=_parse_date)
+    open_.add_argument("--due", type=_parse_date)
+    status = cycles.add_parser("status", help="counts per state of a cycle")
+    status.add_argument("year", type=int)
+    status.add_argument("--json", action="store_true")
+
+    sweep = sub.add_parser("sweep", help="send what is due at an instant (default: now)")
+    sweep.add_argument("--at", help="ISO-8601 instant; rehearse a year by stepping through it")
+    sweep.add_argument("--dry-run", action="store_true", help="show what would be sent")
+    sweep.add_argument("--json", action="store_true")
+
+    preview = sub.add_parser("preview", help="every planned mail per partner, with dates")
+    preview.add_argument("--year", type=int, required=True)
+    preview.add_argument("--partner")
+
+    sub.add_parser("relay", help="re-dispatch outbox rows a crash left behind")
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=2)
+    sub.add_parser("scheduler", help="run the scheduler (sweeps, cycle opening, relay)")
+    serve = sub.add_parser("serve", help="serve the web UI")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    run = sub.add_parser("run", help="everything in one process on the embedded default")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command in
+                        ("worker", "scheduler", "serve", "run") else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"Fehler in der Konfiguration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args, settings) or 0
+    except DomainError as exc:
+        print(f"Fehler: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"Datenbankfehler: {exc.orig}. Wurde `reportcycles init` ausgeführt?",
+              file=sys.stderr)
+        return 3
+
+
+def _services(settings: Settings, dispatch: str | None = None):
+    from reportcycles.bootstrap import build
+    return build(settings, dispatch or ("inline" if settings.embedded else "celery"))
+
+
+def cmd_init(args, settings):
+    from reportcycles.migrate import upgrade
+    upgrade(settings.database_url)
+    print(f"Datenbank bereit: {_redact(settings.database_url)}")
+
+
+def cmd_demo(args, settings):
+    from reportcycles.migrate import upgrade
+    from workflow.cycles import open_cycle
+    from workflow.models import Cycle, utcnow
+    from workflow.partners import ensure_programme, import_partners
+    from workflow.policy import ReportingPolicy
+
+    upgrade(settings.database_url)
+    services = _services(settings, "none")
+    now = utcnow()
+    with services.database.unit_of_work() as uow:
+        # The demo sends at any hour on any day, so that `make run` shows mail at once.
+        policy = ReportingPolicy(window_start=time(0, 0), window_end=time(23, 59),
+                                 window_working_days_only=False, auto_open=False)
+        programme = ensure_programme(uow, policy=policy,
+                                     coordinator_emails=settings.coordinator_emails)
+        result = import_partners(uow, programme, DEMO_CSV.read_text(encoding="utf-8"))
+        if uow.session.scalar(select(Cycle.id).where(Cycle.programme_id == programme.id,
+                                                     Cycle.year == args.year)):
+            print(f"Demo: {result.created + result.updated} Partner; Zyklus {args.year} besteht.")
+            uow.commit()
+            return
+        today = now.astimezone(ZoneInfo(settings.timezone)).date()
+        due = args.due or date(args.year, 4, 30)
+        cycle = open_cycle(uow, programme, args.year, now=now, opens_on=min(today, due.replace(day=1)),
+                           due_on=due, actor="demo")
+        uow.commit()
+        print(f"Demo: {result.created} Partner angelegt, Zyklus {cycle.year} geöffnet "
+              f"(Frist {cycle.due_on:%d.%m.%Y}).")
+
+
+def cmd_partners(args, settings):
+    from workflow.partners import ensure_programme, import_partners
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInput(f"Datei nicht gefunden: {args.file}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{args.file} ist keine UTF-8-Textdatei.") from None
+    services = _services(settings, "none")
+    with services.database.unit_of_work() as uow:
+        programme = ensure_programme(uow, coordinator_emails=settings.coordinator_emails)
+        result = import_partners(uow, programme, text)
+        uow.commit()
+    print(f"{result.created} Partner angelegt, {result.updated} aktualisiert.")
+
+
+def cmd_cycles(args, settings):
+    from workflow.cycles import cycle_status, find_cycle, get_programme, open_cycle
+    from workflow.models import utcnow
+    services = _services(settings)
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        if args.cycles_command == "open":
+            cycle = open_cycle(uow, programme, args.year, now=utcnow(), opens_on=args.opens,
+                               due_on=args.due, actor="cli")
+            uow.commit()
+            print(f"Zyklus {cycle.year} geöffnet: {cycle.opens_on:%d.%m.%Y} bis "
+                  f"{cycle.due_on:%d.%m.%Y}.")
+            return
+        status = cycle_status(uow, find_cycle(uow, programme, args.year))
+    if args.json:
+        print(json.dumps(status.to_dict(), ensure_ascii=False, indent=2))
+        return
+    print(f"Zyklus {status.year} ({status.state}): {status.opens_on:%d.%m.%Y} – Frist "
+          f"{status.effective_due_on:%d.%m.%Y}, {status.partners} Partner, "
+          f"{status.submitted_share:.0%} eingereicht")
+    for state, count in status.by_state.items():
+        print(f"  {state:<10} {count:>6}")
+    if status.escalation_levels:
+        print("  Eskalationsstufen: " + ", ".join(
+            f"{level}: {count}" for level, count in status.escalation_levels.items()))
+    print("  Mails: " + ", ".join(f"{k} {v}" for k, v in status.notifications.items()))
+
+
+def cmd_sweep(args, settings):
+    from workflow.models import utcnow
+    from workflow.sweep import sweep
+    services = _services(settings)
+    zone = ZoneInfo(settings.timezone)
+    now = _parse_instant(args.at, zone) if args.at else utcnow()
+    with services.database.unit_of_work() as uow:
+        result = sweep(uow, now, dry_run=args.dry_run)
+        if not args.dry_run:
+            uow.commit()
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    local = now.astimezone(zone)
+    verb = "würde senden" if args.dry_run else "sendet"
+    print(f"Sweep {local:%d.%m.%Y %H:%M %Z}: {verb} {result.count('send')}, übersprungen "
+          f"{result.count('skip')}, storniert {result.count('cancel')}, eskaliert {result.escalated}")
+    for slug in result.outside_window:
+        print(f"  {slug}: außerhalb des Versandfensters – fällige Mails warten auf das nächste.")
+    for mail in result.mails:
+        print(f"  {mail.action:<6} {mail.rung:<16} {mail.partner or '(Koordination)'}")
+
+
+def cmd_preview(args, settings):
+    from workflow.cycles import find_cycle, get_programme, policy_of
+    from workflow.models import Notification, Partner, Submission
+    services = _services(settings, "none")
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        cycle = find_cycle(uow, programme, args.year)
+        zone = policy_of(programme).zone
+        query = (select(Partner.name, Notification.rung, Notification.email, Notification.due_at,
+                        Notification.status, Notification.sent_at)
+                 .join(Submission, Submission.id == Notification.submission_id, isouter=True)
+                 .join(Partner, Partner.id == Submission.partner_id, isouter=True)
+                 .where(Notification.cycle_id == cycle.id)
+                 .order_by(Partner.name.nullsfirst(), Notification.due_at, Notification.id))
+        if args.partner:
+            query = query.where(Partner.name.ilike(f"%{args.partner}%"))
+        rows = uow.session.execute(query).all()
+    if not rows:
+        raise InvalidInput(f"Kein Partner passt zu '{args.partner}'.")
+    current = object()
+    for row in rows:
+        if row.name != current:
+            current = row.name
+            print(f"\n{row.name or 'Koordination (ganzer Zyklus)'}")
+        when = row.due_at.astimezone(zone)
+        print(f"  {when:%a %d.%m.%Y %H:%M}  {row.rung:<18} {row.email:<22} {row.status}")
+
+
+def cmd_relay(args, settings):
+    from tasks.scheduler import relay_outbox
+    ids = relay_outbox(_services(settings))
+    print(f"{len(ids)} Mails erneut übergeben.")
+
+
+def cmd_worker(args, settings):
+    from tasks.celery_app import celery_app
+    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={args.concurrency}",
+                            "--without-gossip", "--without-mingle"])
+
+
+def cmd_scheduler(args, settings):
+    from tasks.scheduler import make_scheduler
+    make_scheduler(_services(settings, "celery")).start()
+
+
+def cmd_serve(args, settings):
+    from web import create_app
+    create_app(settings=settings).run(host=args.host, port=args.port)
+
+
+def cmd_run(args, settings):
+    from reportcycles.embedded import run_embedded
+    run_embedded(settings, host=args.host, port=args.port)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    return make_url(url).render_as_string(hide_password=True)
+
+
+COMMANDS = {"init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
+            "sweep": cmd_sweep, "preview": cmd_preview, "relay": cmd_relay, "worker": cmd_worker,
+            "scheduler": cmd_scheduler, "serve": cmd_serve, "run": cmd_run}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""`reportcycles run`: web, scheduler and a real Celery worker in one process, on SQLite.
+
+The broker is kombu's in-memory transport, so nothing but this process is needed. Tasks lost on
+exit are not lost mail: the ledger keeps them queued and the relay hands them over again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from werkzeug.serving import make_server
+
+from reportcycles.bootstrap import build
+from reportcycles.migrate import upgrade
+from reportcycles.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def start_worker_thread(celery_app):
+    worker = celery_app.WorkController(
+        pool="solo", concurrency=1, loglevel="INFO", without_heartbeat=True,
+        without_mingle=True, without_gossip=True, hostname="embedded@localhost")
+    thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
+    thread.start()
+    return worker
+
+
+def run_embedded(settings: Settings, host: str = "127.0.0.1", port: int = 8000):
+    if not settings.embedded:
+        raise SystemExit("`reportcycles run` is the embedded mode: unset CELERY_BROKER_URL "
+                         "(or use `serve`, `worker` and `scheduler` separately).")
+    from tasks.celery_app import celery_app
+    from tasks.scheduler import make_scheduler
+    from web import create_app
+
+    upgrade(settings.database_url)
+    services = build(settings, "celery")
+    worker = start_worker_thread(celery_app)
+    scheduler = make_scheduler(services, background=True)
+    scheduler.start()
+    app = create_app(settings=settings, services=services)
+    server = make_server(host, port, app, threaded=True)
+    url = f"http://{host}:{port}"
+    print(f"\nreportcycles läuft auf {url}\n"
+          f"  Zyklen und Zählungen:   {url}/\n"
+          f"  Versendete Mails:       {url}/mailbox\n"
+          f"  Datenbank:              {settings.database_url}\n"
+          f"Beenden mit Strg+C.\n", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown(wait=False)
+        worker.stop(in_sighandler=False)
+        services.database.dispose()

@@ -1,0 +1,1 @@
+"""Celery and APScheduler adapters: ids in, reload, re-check, act, record."""

@@ -1,0 +1,54 @@
+"""The scheduler decides only *when*; the sweep asks the database *what* is due."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from reportcycles.bootstrap import Services
+from workflow.cycles import open_due_cycles
+from workflow.models import utcnow
+from workflow.sending import relay
+from workflow.sweep import SweepResult, sweep
+
+log = logging.getLogger(__name__)
+
+
+def tick(services: Services, now: datetime | None = None) -> SweepResult:
+    """Open cycles that are due, then sweep. Safe to run from several processes at once."""
+    now = now or utcnow()
+    with services.database.unit_of_work() as uow:
+        for cycle in open_due_cycles(uow, now):
+            log.info("opened cycle %s", cycle.year)
+        uow.commit()
+    with services.database.unit_of_work() as uow:
+        result = sweep(uow, now)
+        uow.commit()
+    if result.mails:
+        log.info("sweep at %s: %d to send, %d skipped, %d cancelled", now.isoformat(),
+                 result.count("send"), result.count("skip"), result.count("cancel"))
+    return result
+
+
+def relay_outbox(services: Services) -> list[int]:
+    with services.database.unit_of_work() as uow:
+        ids = relay(uow, lease_seconds=services.settings.send_lease_seconds)
+        uow.commit()
+    if ids:
+        log.info("relay re-dispatched %d notifications", len(ids))
+    return ids
+
+
+def make_scheduler(services: Services, *, background: bool = False):
+    """Interval jobs in UTC; a missed tick is caught up by the next sweep, never lost."""
+    cls = BackgroundScheduler if background else BlockingScheduler
+    scheduler = cls(timezone="UTC", job_defaults={
+        "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    settings = services.settings
+    scheduler.add_job(tick, "interval", args=[services], seconds=settings.sweep_interval_seconds,
+                      id="sweep", next_run_time=utcnow())
+    scheduler.add_job(relay_outbox, "interval", args=[services],
+                      seconds=settings.relay_interval_seconds, id="relay")
+    return scheduler

@@ -1,0 +1,218 @@
+"""Use cases around cycles: open a year's cycle, plan its ladder, report its state."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import String, and_, cast, func, insert, literal, select
+
+from workflow.errors import InvalidInput, NotFound
+from workflow.events import EventKind
+from workflow.models import (Cycle, Event, Notification, NotificationStatus, Partner, Programme,
+                             Submission, UTCDateTime)
+from workflow.policy import (PlannedRung, ReportingPolicy, effective_deadline, month_day,
+                             plan_cycle_rungs, plan_submission_rungs)
+from workflow.states import SubmissionState
+from workflow.uow import UnitOfWork
+
+
+def get_programme(uow: UnitOfWork, slug: str | None = None) -> Programme:
+    query = select(Programme).order_by(Programme.id)
+    if slug:
+        query = query.where(Programme.slug == slug)
+    programme = uow.session.scalars(query.limit(1)).first()
+    if programme is None:
+        raise NotFound(f"Programm {slug!r} nicht gefunden." if slug else
+                       "Es gibt noch kein Programm: zuerst `reportcycles demo` oder "
+                       "`reportcycles partners import` ausführen.")
+    return programme
+
+
+def policy_of(programme: Programme) -> ReportingPolicy:
+    return ReportingPolicy.from_dict(programme.policy)
+
+
+def find_cycle(uow: UnitOfWork, programme: Programme, year: int) -> Cycle:
+    cycle = uow.session.scalars(select(Cycle).where(Cycle.programme_id == programme.id,
+                                                    Cycle.year == year)).first()
+    if cycle is None:
+        years = uow.session.scalars(select(Cycle.year).where(Cycle.programme_id == programme.id)
+                                    .order_by(Cycle.year)).all()
+        known = ", ".join(map(str, years)) or "keine"
+        raise NotFound(f"Für {year} gibt es keinen Berichtszyklus (vorhanden: {known}).")
+    return cycle
+
+
+def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetime,
+               opens_on: date | None = None, due_on: date | None = None,
+               actor: str = "system") -> Cycle:
+    """Open the cycle of ``year``: one submission per active partner and its whole ladder planned."""
+    if not 2000 <= year <= 2100:
+        raise InvalidInput(f"Ungültiges Berichtsjahr: {year}.")
+    policy = policy_of(programme)
+    opens_on = opens_on or month_day(policy.cycle_opens, year)
+    due_on = due_on or month_day(policy.cycle_due, year)
+    if due_on <= opens_on:
+        raise InvalidInput(f"Die Frist ({due_on:%d.%m.%Y}) muss nach der Öffnung "
+                           f"({opens_on:%d.%m.%Y}) liegen.")
+    uow.lock(f"open-cycle:{programme.id}")
+    exists = uow.session.scalar(select(Cycle.id).where(Cycle.programme_id == programme.id,
+                                                       Cycle.year == year))
+    if exists:
+        raise InvalidInput(f"Der Berichtszyklus {year} ist bereits geöffnet.")
+    session = uow.session
+    cycle = Cycle(programme_id=programme.id, year=year, opens_on=opens_on, due_on=due_on)
+    session.add(cycle)
+    session.flush()
+
+    # Group members report through their group partner: one submission for the group.
+    session.execute(insert(Submission).from_select(
+        ["cycle_id", "partner_id", "state", "due_on", "escalation_level", "non_reporting",
+         "version", "created_at", "updated_at"],
+        select(literal(cycle.id), Partner.id, literal(SubmissionState.INVITED.value),
+               literal(due_on), literal(0), literal(False), literal(0), _instant(now), _instant(now))
+        .where(Partner.programme_id == programme.id, Partner.active.is_(True),
+               Partner.group_id.is_(None))))
+    partners = session.scalar(select(func.count()).select_from(Submission)
+                              .where(Submission.cycle_id == cycle.id))
+    if not partners:
+        raise InvalidInput("Es gibt keine aktiven Partner: zuerst Partner importieren.")
+    session.execute(insert(Event).from_select(
+        ["cycle_id", "submission_id", "kind", "at", "actor"],
+        select(literal(cycle.id), Submission.id, literal(EventKind.INVITED.value), _instant(now),
+               literal(actor)).where(Submission.cycle_id == cycle.id)))
+    _plan_for_cycle_submissions(uow, cycle, plan_submission_rungs(policy, opens_on, due_on), now)
+    for rung in plan_cycle_rungs(policy, due_on):
+        session.add(Notification(
+            cycle_id=cycle.id, submission_id=None, dedupe_key=f"c{cycle.id}:{rung.rung}@{due_on}",
+            rung=rung.rung, email=rung.email, audience=rung.audience, seq=rung.seq,
+            due_at=rung.due_at, created_at=now))
+    session.add(Event(cycle_id=cycle.id, kind=EventKind.CYCLE_OPENED, at=now, actor=actor,
+                      payload={"opens_on": opens_on.isoformat(), "due_on": due_on.isoformat(),
+                               "partners": partners}))
+    session.flush()
+    return cycle
+
+
+def _instant(value: datetime):
+    return literal(value, UTCDateTime())
+
+
+def _plan_for_cycle_submissions(uow: UnitOfWork, cycle: Cycle, rungs: list[PlannedRung],
+                                now: datetime):
+    """Insert each rung for every submission of the cycle, one set-based INSERT per rung."""
+    for rung in rungs:
+        uow.session.execute(insert(Notification).from_select(
+            ["cycle_id", "submission_id", "dedupe_key", "rung", "email", "audience", "seq",
+             "escalation_level", "flags_non_reporting", "due_at", "status", "attempts",
+             "created_at"],
+            select(literal(cycle.id), Submission.id,
+                   literal("s") + cast(Submission.id, String)
+                   + literal(":" + ledger_key(rung, cycle.due_on)),
+                   literal(rung.rung), literal(rung.email), literal(rung.audience.value),
+                   literal(rung.seq), literal(rung.escalation_level),
+                   literal(rung.flags_non_reporting), _instant(rung.due_at),
+                   literal(NotificationStatus.PLANNED.value), literal(0), _instant(now))
+            .where(Submission.cycle_id == cycle.id)))
+
+
+def ledger_key(rung: PlannedRung, due_on: date) -> str:
+    """The rung's part of the ledger key: deadline-relative rungs are unique per deadline."""
+    return rung.rung if rung.rung == "invitation" else f"{rung.rung}@{due_on.isoformat()}"
+
+
+def plan_rungs_for_submission(uow: UnitOfWork, submission: Submission, policy: ReportingPolicy,
+                              *, after: datetime):
+    """Plan the ladder of one submission for its current deadline, for rungs still in the future."""
+    rungs = plan_submission_rungs(policy, submission.cycle.opens_on, submission.due_on,
+                                  include_invitation=False)
+    for rung in rungs:
+        if rung.due_at <= after:
+            continue
+        key = f"s{submission.id}:{ledger_key(rung, submission.due_on)}"
+        if uow.session.scalar(select(Notification.id).where(Notification.dedupe_key == key)):
+            continue
+        uow.session.add(Notification(
+            cycle_id=submission.cycle_id, submission_id=submission.id, dedupe_key=key,
+            rung=rung.rung, email=rung.email, audience=rung.audience, seq=rung.seq,
+            escalation_level=rung.escalation_level, flags_non_reporting=rung.flags_non_reporting,
+            due_at=rung.due_at, created_at=after))
+
+
+@dataclass
+class CycleStatus:
+    year: int
+    opens_on: date
+    due_on: date
+    effective_due_on: date
+    state: str
+    partners: int
+    by_state: dict[str, int]
+    escalation_levels: dict[int, int]
+    non_reporting: int
+    notifications: dict[str, int]
+
+    @property
+    def submitted_share(self) -> float:
+        done = sum(self.by_state.get(s, 0) for s in ("submitted", "accepted"))
+        expected = self.partners - self.by_state.get("exempted", 0)
+        return done / expected if expected else 0.0
+
+    def to_dict(self) -> dict:
+        return {"year": self.year, "opens_on": self.opens_on.isoformat(),
+                "due_on": self.due_on.isoformat(),
+                "effective_due_on": self.effective_due_on.isoformat(), "state": self.state,
+                "partners": self.partners, "by_state": self.by_state,
+                "submitted_share": round(self.submitted_share, 4),
+                "escalation_levels": {str(k): v for k, v in self.escalation_levels.items()},
+                "non_reporting": self.non_reporting, "notifications": self.notifications}
+
+
+def cycle_status(uow: UnitOfWork, cycle: Cycle) -> CycleStatus:
+    """Counts per state for one cycle, from three grouped queries."""
+    session = uow.session
+    by_state = dict(session.execute(
+        select(Submission.state, func.count()).where(Submission.cycle_id == cycle.id)
+        .group_by(Submission.state)).all())
+    levels = dict(session.execute(
+        select(Submission.escalation_level, func.count())
+        .where(Submission.cycle_id == cycle.id, Submission.escalation_level > 0)
+        .group_by(Submission.escalation_level)).all())
+    non_reporting = session.scalar(select(func.count()).select_from(Submission).where(
+        and_(Submission.cycle_id == cycle.id, Submission.non_reporting.is_(True))))
+    notifications = dict(session.execute(
+        select(Notification.status, func.count()).where(Notification.cycle_id == cycle.id)
+        .group_by(Notification.status)).all())
+    states = Counter({str(SubmissionState(k)): v for k, v in by_state.items()})
+    policy = policy_of(cycle.programme)
+    return CycleStatus(
+        year=cycle.year, opens_on=cycle.opens_on, due_on=cycle.due_on,
+        effective_due_on=effective_deadline(policy, cycle.due_on), state=str(cycle.state),
+        partners=sum(states.values()),
+        by_state={str(s): states.get(str(s), 0) for s in SubmissionState},
+        escalation_levels=dict(sorted(levels.items())), non_reporting=non_reporting or 0,
+        notifications={str(NotificationStatus(k)): v for k, v in sorted(notifications.items())})
+
+
+def open_due_cycles(uow: UnitOfWork, now: datetime) -> list[Cycle]:
+    """Open this year's cycle of every programme whose policy says it opens by now (idempotent)."""
+    opened = []
+    for programme in uow.session.scalars(select(Programme).order_by(Programme.id)):
+        policy = policy_of(programme)
+        today = now.astimezone(policy.zone).date()
+        if not policy.auto_open or today < month_day(policy.cycle_opens, today.year):
+            continue
+        uow.lock(f"open-cycle:{programme.id}")
+        if uow.session.scalar(select(Cycle.id).where(Cycle.programme_id == programme.id,
+                                                     Cycle.year == today.year)):
+            continue
+        if month_day(policy.cycle_due, today.year) <= today:
+            continue  # the whole cycle would already be over: a coordinator opens it by hand
+        if not uow.session.scalar(select(func.count()).select_from(Partner).where(
+                Partner.programme_id == programme.id, Partner.active.is_(True))):
+            continue
+        opened.append(open_cycle(uow, programme, today.year, now=now, opens_on=today
+                                 if today > month_day(policy.cycle_opens, today.year) else None,
+                                 actor="scheduler"))
+    return opened

@@ -1,0 +1,27 @@
+"""Every kind of event the log records, documented once.
+
+Events are past tense. Each row is written in the same transaction as the change it describes; the
+``state`` column of a submission is a projection of its events, and the events are the timeline.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    CYCLE_OPENED = "cycle_opened"  # a yearly cycle was opened; payload: opens_on, due_on, partners
+    INVITED = "invited"  # a submission was created for a partner; its invitation is planned
+    OPENED = "opened"  # a person at the partner opened the report (a human action, not a link click)
+    DRAFT_SAVED = "draft_saved"  # the partner saved a draft
+    SUBMITTED = "submitted"  # the partner submitted the report; reminders stop
+    RETURNED = "returned"  # a coordinator returned the report for revision; payload: comment
+    ACCEPTED = "accepted"  # a coordinator accepted the report
+    EXEMPTED = "exempted"  # a coordinator exempted the partner from this cycle; payload: reason
+    EXEMPTION_REVOKED = "exemption_revoked"  # the exemption was taken back; reminders resume
+    EXTENDED = "extended"  # the submission's own deadline moved; payload: old_due, new_due
+    ESCALATED = "escalated"  # the overdue ladder reached a new level; payload: level, rung
+    NOTIFICATION_SENT = "notification_sent"  # a mail left over SMTP; payload: rung, message_id
+    NOTIFICATION_SKIPPED = "notification_skipped"  # a due rung was superseded by a later one
+    NOTIFICATION_CANCELLED = "notification_cancelled"  # send-time check found it no longer needed
+    NOTIFICATION_FAILED = "notification_failed"  # SMTP refused for good or retries ran out
+    FLAGGED_NON_REPORTING = "flagged_non_reporting"  # the last rung of the ladder was reached

@@ -1,0 +1,241 @@
+"""SQLAlchemy 2.0 typed models. Invariants live here as CHECK and UNIQUE constraints."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, Enum, ForeignKey, Index,
+                        Integer, String, Text, UniqueConstraint, text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from workflow.events import EventKind
+from workflow.policy import Audience
+from workflow.states import SubmissionState
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC instant is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def by_value(enum_cls, name, checked=True):
+    """Enums stored by value as text; ``checked`` adds a CHECK constraint listing the values."""
+    return Enum(enum_cls, name=name, native_enum=False, create_constraint=checked, length=32,
+                values_callable=lambda e: [m.value for m in e], validate_strings=True)
+
+
+class PartnerKind(StrEnum):
+    KOMMUNE = "kommune"
+    KREIS = "kreis"
+    BEHOERDE = "behoerde"
+    POLIZEI = "polizei"
+    JOBCENTER = "jobcenter"
+    VERBAND = "verband"
+    UNTERNEHMEN = "unternehmen"
+    KOOPERATION = "kooperation"
+
+
+PARTNER_KIND_LABELS = {
+    PartnerKind.KOMMUNE: "Kommune", PartnerKind.KREIS: "Kreis", PartnerKind.BEHOERDE: "Behörde",
+    PartnerKind.POLIZEI: "Polizei", PartnerKind.JOBCENTER: "Jobcenter",
+    PartnerKind.VERBAND: "Verband", PartnerKind.UNTERNEHMEN: "Unternehmen",
+    PartnerKind.KOOPERATION: "Kooperation",
+}
+
+
+class ContactRole(StrEnum):
+    REPORTING = "reporting"
+    DEPUTY = "deputy"
+    HEAD = "head"
+
+
+class CycleState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class NotificationStatus(StrEnum):
+    PLANNED = "planned"  # waiting for its due time; the sweep picks it up
+    QUEUED = "queued"  # handed to the outbox; a worker will send it (the relay re-dispatches)
+    SENDING = "sending"  # claimed by a worker; SMTP in progress
+    SENT = "sent"
+    SKIPPED = "skipped"  # superseded by a later rung due at the same sweep
+    CANCELLED = "cancelled"  # no longer needed (submitted, exempted, deadline moved)
+    FAILED = "failed"  # refused for good by SMTP or out of attempts
+
+
+OPEN_NOTIFICATION_STATES = (NotificationStatus.PLANNED, NotificationStatus.QUEUED,
+                            NotificationStatus.SENDING)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict: JSON}
+
+
+class Programme(Base):
+    __tablename__ = "programme"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    policy: Mapped[dict] = mapped_column(JSON, default=dict)
+    coordinator_emails: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Partner(Base):
+    __tablename__ = "partner"
+    __table_args__ = (
+        UniqueConstraint("programme_id", "name"),
+        CheckConstraint("employees IS NULL OR employees >= 0", name="employees_not_negative"),
+        CheckConstraint("group_id IS NULL OR group_id <> id", name="not_own_group"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[PartnerKind] = mapped_column(by_value(PartnerKind, "partner_kind"))
+    joined_on: Mapped[date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    employees: Mapped[int | None] = mapped_column(Integer)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("partner.id"), index=True)
+    contacts: Mapped[list["Contact"]] = relationship(back_populates="partner",
+                                                     cascade="all, delete-orphan")
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+    __table_args__ = (
+        CheckConstraint("language IN ('de', 'en')", name="language_known"),
+        UniqueConstraint("partner_id", "role", "email"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id"), index=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[ContactRole] = mapped_column(by_value(ContactRole, "contact_role"))
+    language: Mapped[str] = mapped_column(String(2), default="de")
+    partner: Mapped[Partner] = relationship(back_populates="contacts")
+
+
+class Cycle(Base):
+    __tablename__ = "cycle"
+    __table_args__ = (
+        UniqueConstraint("programme_id", "year"),
+        CheckConstraint("due_on > opens_on", name="due_after_opening"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    opens_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    state: Mapped[CycleState] = mapped_column(by_value(CycleState, "cycle_state"),
+                                              default=CycleState.OPEN)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    programme: Mapped[Programme] = relationship()
+
+
+class Submission(Base):
+    __tablename__ = "submission"
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "partner_id"),
+        Index("ix_submission_cycle_state", "cycle_id", "state"),
+        CheckConstraint("escalation_level BETWEEN 0 AND 9", name="escalation_level_range"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id"), index=True)
+    state: Mapped[SubmissionState] = mapped_column(by_value(SubmissionState, "submission_state"),
+                                                   default=SubmissionState.INVITED)
+    due_on: Mapped[date] = mapped_column(Date)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    non_reporting: Mapped[bool] = mapped_column(Boolean, default=False)
+    answers: Mapped[dict | None] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    cycle: Mapped[Cycle] = relationship()
+    partner: Mapped[Partner] = relationship()
+
+
+class Event(Base):
+    """Append-only log; the timeline of a submission and the audit trail of every change."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_submission", "submission_id", "id"),
+                      Index("ix_event_cycle_at", "cycle_id", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id"))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"))
+    kind: Mapped[EventKind] = mapped_column(by_value(EventKind, "event_kind", checked=False))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200), default="system")
+    payload: Mapped[dict | None] = mapped_column(JSON)
+
+
+class Notification(Base):
+    """The ledger: one row per (submission, rung, deadline); its status is also the outbox."""
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        Index("ix_notification_planned_due", "due_at",
+              sqlite_where=text("status = 'planned'"), postgresql_where=text("status = 'planned'")),
+        Index("ix_notification_outbox", "not_before",
+              sqlite_where=text("status IN ('queued', 'sending')"),
+              postgresql_where=text("status IN ('queued', 'sending')")),
+        Index("ix_notification_submission", "submission_id"),
+        Index("ix_notification_cycle_status", "cycle_id", "status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id"))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    rung: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[Audience] = mapped_column(by_value(Audience, "audience"))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    flags_non_reporting: Mapped[bool] = mapped_column(Boolean, default=False)
+    due_at: Mapped[datetime] = mapped_column()
+    status: Mapped[NotificationStatus] = mapped_column(
+        by_value(NotificationStatus, "notification_status"), default=NotificationStatus.PLANNED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None] = mapped_column()
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessToken(Base):
+    """A personal link: only the SHA-256 of the token is stored. Several may be valid at once."""
+
+    __tablename__ = "access_token"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"))

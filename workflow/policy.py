@@ -1,0 +1,209 @@
+"""The reporting policy of a programme and the pure schedule rules derived from it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from workflow.calendar import WorkingCalendar, calendar_for
+from workflow.errors import InvalidInput
+
+
+class Audience(StrEnum):
+    CONTACT = "contact"  # the partner's reporting contacts
+    CONTACT_AND_DEPUTY = "contact_and_deputy"  # reporting contacts, deputies in copy
+    HEAD = "head"  # head of the organisation, reporting contacts in copy
+    COORDINATORS = "coordinators"  # the programme's coordinators
+
+
+@dataclass(frozen=True)
+class OverdueStep:
+    after_working_days: int
+    email: str
+    audience: Audience
+    flags_non_reporting: bool = False
+
+
+DEFAULT_OVERDUE_STEPS = (
+    OverdueStep(3, "overdue_reminder", Audience.CONTACT),
+    OverdueStep(10, "overdue_reminder", Audience.CONTACT_AND_DEPUTY),
+    OverdueStep(20, "escalation_head", Audience.HEAD),
+    OverdueStep(30, "non_reporting_notice", Audience.COORDINATORS, flags_non_reporting=True),
+)
+
+
+@dataclass(frozen=True)
+class ReportingPolicy:
+    timezone: str = "Europe/Berlin"
+    holiday_country: str = "DE"
+    holiday_subdivision: str | None = "NW"
+    # Mails leave only inside this local window ...
+    window_start: time = time(8, 0)
+    window_end: time = time(10, 0)
+    # ... and only on working days unless this is False.
+    window_working_days_only: bool = True
+    reminders_before: tuple[int, ...] = (28, 14, 7, 2)
+    deadline_notice: bool = True
+    overdue_steps: tuple[OverdueStep, ...] = DEFAULT_OVERDUE_STEPS
+    # A deadline on a weekend or holiday moves to the next working day.
+    roll_deadline_to_working_day: bool = True
+    # The yearly cycle: month-day on which it opens and is due (used by the scheduler).
+    cycle_opens: str = "02-01"
+    cycle_due: str = "04-30"
+    auto_open: bool = True
+    # Personal links stay valid this many days after the cycle's deadline.
+    link_grace_days: int = 90
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        return calendar_for(self.holiday_country, self.holiday_subdivision)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["window_start"] = self.window_start.strftime("%H:%M")
+        data["window_end"] = self.window_end.strftime("%H:%M")
+        data["reminders_before"] = list(self.reminders_before)
+        data["overdue_steps"] = [
+            {**asdict(step), "audience": step.audience.value} for step in self.overdue_steps]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ReportingPolicy":
+        """Build a policy from a mapping (JSON column or TOML file); unknown keys are an error."""
+        data = dict(data or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(f"Unbekannte Einstellungen in der Berichtsregel: {', '.join(unknown)}")
+        try:
+            for key in ("window_start", "window_end"):
+                if key in data and isinstance(data[key], str):
+                    data[key] = time.fromisoformat(data[key])
+            if "reminders_before" in data:
+                data["reminders_before"] = tuple(sorted({int(n) for n in data["reminders_before"]},
+                                                        reverse=True))
+            if "overdue_steps" in data:
+                data["overdue_steps"] = tuple(
+                    OverdueStep(int(s["after_working_days"]), str(s["email"]), Audience(s["audience"]),
+                                bool(s.get("flags_non_reporting", False)))
+                    for s in data["overdue_steps"])
+            policy = cls(**data)
+            ZoneInfo(policy.timezone)
+            month_day(policy.cycle_opens, 2000)
+            month_day(policy.cycle_due, 2000)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"Ungültige Berichtsregel: {exc}") from None
+        if policy.window_end <= policy.window_start:
+            raise InvalidInput("Ungültige Berichtsregel: das Versandfenster endet vor seinem Beginn.")
+        return policy
+
+    def with_changes(self, **changes) -> "ReportingPolicy":
+        return replace(self, **changes)
+
+
+def month_day(value: str, year: int) -> date:
+    month, day = (int(part) for part in value.split("-"))
+    return date(year, month, day)
+
+
+@dataclass(frozen=True, order=True)
+class PlannedRung:
+    """One step of the ladder for one submission (or, for the deadline notice, one cycle)."""
+
+    seq: int  # order within the ladder: a later rung supersedes an earlier one when both are due
+    rung: str  # stable name, part of the ledger's unique key
+    email: str  # template folder in templates/email/
+    send_on: date
+    due_at: datetime = field(compare=False)  # UTC instant: window start on send_on, local time
+    audience: Audience = field(compare=False, default=Audience.CONTACT)
+    escalation_level: int = field(compare=False, default=0)
+    flags_non_reporting: bool = field(compare=False, default=False)
+
+
+INVITATION = "invitation"
+DEADLINE_NOTICE = "deadline_notice"
+
+
+def effective_deadline(policy: ReportingPolicy, due_on: date) -> date:
+    if policy.roll_deadline_to_working_day:
+        return policy.calendar.on_or_after(due_on)
+    return due_on
+
+
+def send_instant(policy: ReportingPolicy, day: date) -> datetime:
+    """The UTC instant at which mails for ``day`` may first leave (window start, local time)."""
+    return datetime.combine(day, policy.window_start, tzinfo=policy.zone).astimezone(UTC)
+
+
+def in_send_window(policy: ReportingPolicy, now: datetime) -> bool:
+    local = now.astimezone(policy.zone)
+    if policy.window_working_days_only and not policy.calendar.is_working_day(local.date()):
+        return False
+    return policy.window_start <= local.time().replace(tzinfo=None) < policy.window_end
+
+
+def plan_submission_rungs(policy: ReportingPolicy, opens_on: date, due_on: date,
+                          include_invitation: bool = True) -> list[PlannedRung]:
+    """Every mail the ladder plans for one submission, in order.
+
+    Reminders that would fall on or before the day the invitation goes out are left out: a partner
+    invited ten days before the deadline gets the invitation, not a "28 days left" reminder.
+    """
+    cal = policy.calendar
+    deadline = effective_deadline(policy, due_on)
+    invite_on = cal.on_or_after(opens_on) if policy.window_working_days_only else opens_on
+    rungs: list[tuple[str, str, date, Audience, int, bool]] = []
+    if include_invitation:
+        rungs.append((INVITATION, "invitation", invite_on, Audience.CONTACT, 0, False))
+    for days in policy.reminders_before:
+        send_on = cal.add_working_days(deadline, -days)
+        if send_on > invite_on:
+            rungs.append((f"reminder-{days}", "reminder", send_on, Audience.CONTACT, 0, False))
+    for level, step in enumerate(policy.overdue_steps, start=1):
+        send_on = cal.add_working_days(deadline, step.after_working_days)
+        rungs.append((f"overdue-{step.after_working_days}", step.email, send_on, step.audience,
+                      level, step.flags_non_reporting))
+    rungs.sort(key=lambda r: r[2])
+    return [PlannedRung(seq, name, email, day, send_instant(policy, day), audience, level, flags)
+            for seq, (name, email, day, audience, level, flags) in enumerate(rungs)]
+
+
+def plan_cycle_rungs(policy: ReportingPolicy, due_on: date) -> list[PlannedRung]:
+    if not policy.deadline_notice:
+        return []
+    day = effective_deadline(policy, due_on)
+    return [PlannedRung(0, DEADLINE_NOTICE, "deadline_notice", day, send_instant(policy, day),
+                        Audience.COORDINATORS)]
+
+
+@dataclass(frozen=True)
+class DueRung:
+    notification_id: int
+    submission_id: int | None
+    seq: int
+
+
+def choose_rungs_to_send(due: list[DueRung]) -> tuple[list[int], list[int]]:
+    """Of the rungs due now, send only the latest per submission; the others are skipped.
+
+    Cycle-level rungs (no submission) are all sent.
+    """
+    latest: dict[int, DueRung] = {}
+    send: list[int] = []
+    for rung in due:
+        if rung.submission_id is None:
+            send.append(rung.notification_id)
+            continue
+        current = latest.get(rung.submission_id)
+        if current is None or rung.seq > current.seq:
+            latest[rung.submission_id] = rung
+    chosen = {r.notification_id for r in latest.values()}
+    send.extend(sorted(chosen))
+    skip = sorted(r.notification_id for r in due
+                  if r.submission_id is not None and r.notification_id not in chosen)
+    return send, skip

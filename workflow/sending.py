@@ -1,0 +1,333 @@
+"""Delivering ledger rows: claim, re-check, render, send, record. And the outbox relay."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses
+from typing import Protocol
+
+from sqlalchemy import and_, or_, select, update
+
+from workflow.cycles import policy_of
+from workflow.events import EventKind
+from workflow.models import (Contact, ContactRole, Cycle, Notification, NotificationStatus,
+                             Partner, Submission, utcnow)
+from workflow.policy import Audience, effective_deadline
+from workflow.states import AWAITING_REPORT, SubmissionState
+from workflow.submissions import issue_link_token, record
+from workflow.uow import Database, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+# Rungs that are about an owed report: they must never reach a partner who is done.
+FOLLOW_UP_EMAILS = {"invitation", "reminder", "overdue_reminder", "escalation_head",
+                    "non_reporting_notice"}
+
+
+class TransientMailError(Exception):
+    """The server said 'try later' (4xx) or could not be reached."""
+
+
+class PermanentMailError(Exception):
+    """The server refused for good (5xx)."""
+
+
+class MailConnection(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+
+class MailTransport(Protocol):
+    def connect(self) -> AbstractContextManager[MailConnection]: ...
+
+
+Renderer = Callable[[str, str, dict], tuple[str, str, str]]  # (name, language, ctx) -> s, text, html
+
+
+@dataclass
+class MailService:
+    """What delivering needs, assembled once by the composition root."""
+
+    database: Database
+    transport: MailTransport
+    render: Renderer
+    base_url: str
+    mail_from: str
+    coordinator_emails: tuple[str, ...]
+    lease_seconds: int = 600
+    max_attempts: int = 8
+    message_id_domain: str = field(default="reportcycles.invalid")
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+    retrying: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    passed: list[int] = field(default_factory=list)  # already done or claimed elsewhere
+
+
+def backoff(attempts: int) -> timedelta:
+    """1, 2, 4 … minutes, at most an hour."""
+    return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
+
+
+def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = None) -> DeliveryReport:
+    """Send the given ledger rows over one connection; each row is claimed and recorded on its own."""
+    report = DeliveryReport()
+    connection_cm = None
+    connection = None
+    try:
+        for notification_id in ids:
+            message = _claim(service, notification_id, as_of, report)
+            if message is None:
+                continue
+            try:
+                if connection is None:
+                    connection_cm = service.transport.connect()
+                    connection = connection_cm.__enter__()
+                connection.send(message)
+            except PermanentMailError as exc:
+                _record_failure(service, notification_id, str(exc), permanent=True, report=report)
+            except (TransientMailError, OSError) as exc:
+                _record_failure(service, notification_id, str(exc), permanent=False, report=report)
+                if connection_cm is not None:  # the connection may be broken: start afresh
+                    _close(connection_cm)
+                    connection_cm = connection = None
+            else:
+                _record_sent(service, notification_id, message["Message-ID"], report)
+    finally:
+        if connection_cm is not None:
+            _close(connection_cm)
+    return report
+
+
+def _close(connection_cm):
+    try:
+        connection_cm.__exit__(None, None, None)
+    except Exception:  # closing a broken connection must not hide the outcome already recorded
+        log.debug("closing the mail connection failed", exc_info=True)
+
+
+def _claim(service: MailService, notification_id: int, as_of: datetime | None,
+           report: DeliveryReport) -> EmailMessage | None:
+    wall = utcnow()
+    with service.database.unit_of_work() as uow:
+        session = uow.session
+        notification = session.scalars(
+            select(Notification).where(Notification.id == notification_id)
+            .with_for_update(skip_locked=True)).first()
+        if notification is None or not _claimable(notification, wall, service.lease_seconds):
+            report.passed.append(notification_id)
+            return None
+        submission = session.get(Submission, notification.submission_id) \
+            if notification.submission_id else None
+        if (submission is not None and notification.email in FOLLOW_UP_EMAILS
+                and submission.state not in AWAITING_REPORT):
+            notification.status = NotificationStatus.CANCELLED
+            notification.last_error = f"cancelled at send time: {submission.state}"
+            record(uow, submission, EventKind.NOTIFICATION_CANCELLED, wall, "worker",
+                   rung=notification.rung, reason=str(submission.state))
+            uow.commit()
+            report.cancelled.append(notification_id)
+            return None
+        try:
+            message = _compose(uow, service, notification, submission, as_of or wall)
+        except PermanentMailError as exc:
+            notification.status = NotificationStatus.FAILED
+            notification.last_error = str(exc)
+            _record_event(uow, notification, submission, EventKind.NOTIFICATION_FAILED, wall,
+                          error=str(exc))
+            uow.commit()
+            report.failed.append(notification_id)
+            return None
+        notification.status = NotificationStatus.SENDING
+        notification.claimed_at = wall
+        notification.attempts += 1
+        notification.message_id = message["Message-ID"]
+        uow.commit()
+        return message
+
+
+def _claimable(notification: Notification, wall: datetime, lease_seconds: int) -> bool:
+    if notification.status == NotificationStatus.QUEUED:
+        return True
+    # A claim older than the lease belongs to a worker that died mid-send: take it over.
+    return (notification.status == NotificationStatus.SENDING
+            and notification.claimed_at is not None
+            and notification.claimed_at < wall - timedelta(seconds=lease_seconds))
+
+
+def _record_sent(service, notification_id, message_id, report):
+    wall = utcnow()
+    with service.database.unit_of_work() as uow:
+        notification = uow.session.get(Notification, notification_id)
+        notification.status = NotificationStatus.SENT
+        notification.sent_at = wall
+        notification.last_error = None
+        _record_event(uow, notification, None, EventKind.NOTIFICATION_SENT, wall,
+                      rung=notification.rung, message_id=message_id)
+        uow.commit()
+    report.sent.append(notification_id)
+
+
+def _record_failure(service, notification_id, error, *, permanent, report):
+    wall = utcnow()
+    with service.database.unit_of_work() as uow:
+        notification = uow.session.get(Notification, notification_id)
+        notification.last_error = error[:2000]
+        if permanent or notification.attempts >= service.max_attempts:
+            notification.status = NotificationStatus.FAILED
+            _record_event(uow, notification, None, EventKind.NOTIFICATION_FAILED, wall,
+                          rung=notification.rung, error=error[:500],
+                          attempts=notification.attempts)
+            report.failed.append(notification_id)
+        else:
+            notification.status = NotificationStatus.QUEUED
+            notification.not_before = wall + backoff(notification.attempts)
+            notification.dispatched_at = None
+            report.retrying.append(notification_id)
+        uow.commit()
+    log.warning("mail %s not sent (%s): %s", notification_id,
+                "permanent" if permanent else "will retry", error)
+
+
+def _record_event(uow, notification, submission, kind, at, **payload):
+    from workflow.models import Event
+    uow.session.add(Event(cycle_id=notification.cycle_id, submission_id=notification.submission_id,
+                          kind=kind, at=at, actor="worker", payload=payload))
+
+
+def relay(uow: UnitOfWork, *, lease_seconds: int, limit: int = 5000) -> list[int]:
+    """Re-dispatch outbox rows a crash, a lost broker message or a retry left waiting."""
+    wall = utcnow()
+    stale = wall - timedelta(seconds=lease_seconds)
+    ids = list(uow.session.scalars(
+        select(Notification.id).where(or_(
+            and_(Notification.status == NotificationStatus.QUEUED,
+                 Notification.not_before <= wall,
+                 or_(Notification.dispatched_at.is_(None), Notification.dispatched_at < stale)),
+            and_(Notification.status == NotificationStatus.SENDING,
+                 Notification.claimed_at < stale)))
+        .order_by(Notification.id).limit(limit)))
+    if ids:
+        for start in range(0, len(ids), 900):
+            uow.session.execute(update(Notification)
+                                .where(Notification.id.in_(ids[start:start + 900]))
+                                .values(dispatched_at=wall)
+                                .execution_options(synchronize_session=False))
+        uow.dispatch(ids)
+    return ids
+
+
+# Composing ---------------------------------------------------------------------------------------
+
+def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
+             submission: Submission | None, as_of: datetime) -> EmailMessage:
+    session = uow.session
+    cycle = session.get(Cycle, notification.cycle_id)
+    programme = cycle.programme
+    policy = policy_of(programme)
+    context = {
+        "programme_name": programme.name, "year": cycle.year, "rung": notification.rung,
+        "base_url": service.base_url, "reply_to": service.mail_from,
+    }
+    if submission is None:
+        to, cc, language = list(programme.coordinator_emails or service.coordinator_emails), [], "de"
+        context.update(_cycle_summary(uow, cycle, policy))
+        context["dashboard_url"] = f"{service.base_url}/"
+    else:
+        partner = session.get(Partner, submission.partner_id)
+        contacts = list(session.scalars(select(Contact).where(Contact.partner_id == partner.id)
+                                        .order_by(Contact.id)))
+        to, cc, language = _recipients(notification.audience, contacts, programme,
+                                       service.coordinator_emails)
+        deadline = effective_deadline(policy, submission.due_on)
+        today = as_of.astimezone(policy.zone).date()
+        context.update({
+            "partner_name": partner.name,
+            "contact_name": _greeting_name(contacts, to),
+            "deadline": deadline,
+            "working_days_left": policy.calendar.working_days_between(today, deadline),
+            "state": str(submission.state),
+            "submitted_at": submission.submitted_at,
+            "contacts": [{"name": c.name, "email": c.email, "role": str(c.role)} for c in contacts],
+        })
+        if notification.audience is not Audience.COORDINATORS:
+            token = issue_link_token(uow, submission, notification_id=notification.id, now=as_of)
+            context["link"] = f"{service.base_url}/r/{token}"
+    if not to:
+        raise PermanentMailError(f"no recipient for audience {notification.audience}")
+    context["language"] = language
+    subject, text, html = service.render(notification.email, language, context)
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = service.mail_from
+    message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = message_id(notification, service.message_id_domain)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message["Content-Language"] = language
+    message["X-Reportcycles-Rung"] = notification.rung
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def message_id(notification: Notification, domain: str) -> str:
+    """Stable per ledger row: a resend after a crash carries the same Message-ID."""
+    digest = hashlib.sha256(notification.dedupe_key.encode()).hexdigest()[:12]
+    return f"<rc.{notification.id}.{digest}@{domain}>"
+
+
+def _recipients(audience: Audience, contacts: list[Contact], programme, coordinators):
+    def emails(role):
+        return [c.email for c in contacts if c.role == role]
+
+    reporting, deputies, heads = (emails(ContactRole.REPORTING), emails(ContactRole.DEPUTY),
+                                  emails(ContactRole.HEAD))
+    if audience is Audience.COORDINATORS:
+        return list(programme.coordinator_emails or coordinators), [], "de"
+    if audience is Audience.HEAD:
+        to, cc = heads or reporting, reporting if heads else deputies
+    elif audience is Audience.CONTACT_AND_DEPUTY:
+        to, cc = reporting or deputies, deputies if reporting else []
+    else:
+        to, cc = reporting or deputies or heads, []
+    language = next((c.language for c in contacts if c.email in to), "de")
+    return _unique(to), [e for e in _unique(cc) if e not in to], language
+
+
+def _unique(items):
+    return list(dict.fromkeys(items))
+
+
+def _greeting_name(contacts, to):
+    return next((c.name for c in contacts if c.email in to and c.name), "")
+
+
+def _cycle_summary(uow: UnitOfWork, cycle: Cycle, policy) -> dict:
+    session = uow.session
+    waiting = session.execute(
+        select(Partner.name, Submission.state, Submission.due_on)
+        .join(Partner, Partner.id == Submission.partner_id)
+        .where(Submission.cycle_id == cycle.id, Submission.state.in_(AWAITING_REPORT))
+        .order_by(Partner.name).limit(200)).all()
+    from workflow.cycles import cycle_status
+    status = cycle_status(uow, cycle)
+    return {"deadline": effective_deadline(policy, cycle.due_on), "status": status.to_dict(),
+            "waiting": [{"name": w.name, "state": str(SubmissionState(w.state)),
+                         "due_on": w.due_on} for w in waiting],
+            "waiting_total": sum(status.by_state[s] for s in map(str, AWAITING_REPORT))}
+
+
+def addresses(header: str | None) -> list[str]:
+    return [addr for _, addr in getaddresses([header or ""]) if addr]

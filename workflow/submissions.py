@@ -1,0 +1,163 @@
+"""Use cases on one submission: the partner's and the coordinators' actions, and personal links."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from workflow.cycles import plan_rungs_for_submission, policy_of
+from workflow.errors import DomainError, InvalidInput, NotFound
+from workflow.events import EventKind
+from workflow.models import (AccessToken, Event, Notification, NotificationStatus, Submission,
+                             utcnow)
+from workflow.policy import Audience, effective_deadline, send_instant
+from workflow.states import SETTLED, Action, SubmissionState, awaits_report, transition
+from workflow.uow import UnitOfWork
+
+ACTION_EVENTS = {
+    Action.OPEN: EventKind.OPENED, Action.SAVE_DRAFT: EventKind.DRAFT_SAVED,
+    Action.SUBMIT: EventKind.SUBMITTED, Action.RETURN: EventKind.RETURNED,
+    Action.ACCEPT: EventKind.ACCEPTED, Action.EXEMPT: EventKind.EXEMPTED,
+    Action.REVOKE_EXEMPTION: EventKind.EXEMPTION_REVOKED,
+}
+
+
+class LinkExpired(DomainError):
+    pass
+
+
+def load_submission(uow: UnitOfWork, submission_id: int, *, for_update: bool = False) -> Submission:
+    query = select(Submission).where(Submission.id == submission_id)
+    if for_update:
+        query = query.with_for_update()
+    submission = uow.session.scalars(query).first()
+    if submission is None:
+        raise NotFound("Diese Meldung gibt es nicht.")
+    return submission
+
+
+def record(uow: UnitOfWork, submission: Submission, kind: EventKind, now: datetime, actor: str,
+           **payload):
+    uow.session.add(Event(cycle_id=submission.cycle_id, submission_id=submission.id, kind=kind,
+                          at=now, actor=actor, payload=payload or None))
+
+
+def apply_action(uow: UnitOfWork, submission_id: int, action: Action | str, *, now: datetime,
+                 actor: str, answers: dict | None = None, **payload) -> Submission:
+    """Move a submission through the state machine, with its event and its ledger consequences."""
+    action = Action(action)
+    submission = load_submission(uow, submission_id, for_update=True)
+    before = submission.state
+    submission.state = transition(before, action)
+    submission.version += 1
+    if answers is not None:
+        submission.answers = answers
+    record(uow, submission, ACTION_EVENTS[action], now, actor,
+           **{"from": str(before), "to": str(submission.state), **payload})
+    if submission.state in SETTLED:
+        cancel_open_rungs(uow, submission, now, reason=str(submission.state))
+    if action is Action.SUBMIT:
+        submission.submitted_at = now
+        queue_immediate(uow, submission, "receipt", "receipt", now,
+                        key=f"s{submission.id}:receipt:v{submission.version}")
+    if action is Action.REVOKE_EXEMPTION:
+        plan_rungs_for_submission(uow, submission, policy_of(submission.cycle.programme), after=now)
+    uow.session.flush()
+    return submission
+
+
+def cancel_open_rungs(uow: UnitOfWork, submission: Submission, now: datetime, reason: str):
+    """Planned rungs of a settled submission will never be sent; queued ones are re-checked at send."""
+    cancelled = uow.session.execute(
+        update(Notification)
+        .where(Notification.submission_id == submission.id,
+               Notification.status == NotificationStatus.PLANNED)
+        .values(status=NotificationStatus.CANCELLED, last_error=f"cancelled: {reason}")
+        .execution_options(synchronize_session=False)).rowcount
+    return cancelled
+
+
+def queue_immediate(uow: UnitOfWork, submission: Submission, rung: str, email: str,
+                    now: datetime, *, key: str, audience: Audience = Audience.CONTACT):
+    """A mail that leaves now (not in the morning window): written to the outbox, sent after commit."""
+    wall = utcnow()
+    notification = Notification(
+        cycle_id=submission.cycle_id, submission_id=submission.id, dedupe_key=key, rung=rung,
+        email=email, audience=audience, seq=0, due_at=now, status=NotificationStatus.QUEUED,
+        not_before=wall, dispatched_at=wall, created_at=wall)
+    uow.session.add(notification)
+    uow.session.flush()
+    uow.dispatch([notification.id], as_of=now)
+    return notification
+
+
+def extend_deadline(uow: UnitOfWork, submission_id: int, new_due: date, *, now: datetime,
+                    actor: str, reason: str = "") -> Submission:
+    """Give one partner a later deadline; its ladder is planned anew from the new date."""
+    submission = load_submission(uow, submission_id, for_update=True)
+    if not awaits_report(submission.state):
+        raise InvalidInput(f"Eine Meldung im Zustand '{submission.state}' braucht keine Verlängerung.")
+    if new_due <= submission.due_on:
+        raise InvalidInput(f"Die neue Frist ({new_due:%d.%m.%Y}) muss nach der bisherigen "
+                           f"({submission.due_on:%d.%m.%Y}) liegen.")
+    policy = policy_of(submission.cycle.programme)
+    if send_instant(policy, effective_deadline(policy, new_due)) <= now:
+        raise InvalidInput(f"Die neue Frist ({new_due:%d.%m.%Y}) liegt in der Vergangenheit.")
+    old_due = submission.due_on
+    cancel_open_rungs(uow, submission, now, reason="deadline extended")
+    submission.due_on = new_due
+    submission.escalation_level = 0
+    submission.non_reporting = False
+    submission.version += 1
+    record(uow, submission, EventKind.EXTENDED, now, actor, old_due=old_due.isoformat(),
+           new_due=new_due.isoformat(), reason=reason)
+    uow.session.flush()
+    plan_rungs_for_submission(uow, submission, policy, after=now)
+    uow.session.flush()
+    return submission
+
+
+# Personal links ---------------------------------------------------------------------------------
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_link_token(uow: UnitOfWork, submission: Submission, *, notification_id: int | None,
+                     now: datetime) -> str:
+    """A new random token for ``submission`` (256 bits); only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    policy = policy_of(submission.cycle.programme)
+    expires = send_instant(policy, effective_deadline(policy, submission.due_on)) \
+        + timedelta(days=policy.link_grace_days)
+    uow.session.add(AccessToken(submission_id=submission.id, token_hash=hash_token(token),
+                                created_at=now, expires_at=max(expires, now + timedelta(days=30)),
+                                notification_id=notification_id))
+    return token
+
+
+def submission_for_token(uow: UnitOfWork, token: str, *, now: datetime) -> Submission:
+    if not token or len(token) > 100:
+        raise NotFound("Unbekannter Link.")
+    row = uow.session.execute(select(AccessToken.submission_id, AccessToken.expires_at)
+                              .where(AccessToken.token_hash == hash_token(token))).first()
+    if row is None:
+        raise NotFound("Unbekannter Link.")
+    if row.expires_at < now:
+        raise LinkExpired("Dieser Link ist abgelaufen.")
+    return load_submission(uow, row.submission_id)
+
+
+def timeline(uow: UnitOfWork, submission_id: int) -> list[Event]:
+    return list(uow.session.scalars(select(Event).where(Event.submission_id == submission_id)
+                                    .order_by(Event.id)))
+
+
+def count_events(uow: UnitOfWork, kind: EventKind) -> int:
+    return uow.session.scalar(select(func.count()).select_from(Event).where(Event.kind == kind))
+
+
+__all__ = ["apply_action", "extend_deadline", "issue_link_token", "submission_for_token",
+           "SubmissionState", "LinkExpired"]

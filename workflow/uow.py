@@ -1,0 +1,114 @@
+"""Database access: engine set-up, and the unit of work that commits once and dispatches after."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(Protocol):
+    """Hands queued notifications to whoever sends them. Called only after a commit."""
+
+    def send_notifications(self, ids: Sequence[int], as_of: datetime | None = None) -> None: ...
+
+
+class NoDispatch:
+    """Leaves queued notifications to the relay (used where no worker is reachable)."""
+
+    def send_notifications(self, ids, as_of=None):
+        log.info("%d notifications left queued for the relay", len(ids))
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                               **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_setup(dbapi_conn, _record):
+            # Let SQLAlchemy, not pysqlite, decide when transactions begin (SQLAlchemy docs recipe).
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # One writer at a time, decided when the transaction starts: no lock upgrades that fail.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class Database:
+    def __init__(self, url: str, dispatcher: Dispatcher | None = None, **engine_kwargs):
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.dispatcher: Dispatcher = dispatcher or NoDispatch()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def unit_of_work(self) -> "UnitOfWork":
+        return UnitOfWork(self)
+
+    def dispose(self):
+        self.engine.dispose()
+
+
+class UnitOfWork:
+    """One transaction. Rolls back unless ``commit()`` is called; after-commit work runs only then."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self.session: Session | None = None
+        self._after_commit: list[Callable[[], None]] = []
+
+    def __enter__(self) -> "UnitOfWork":
+        self.session = self.database.session_factory()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.session.rollback()
+        finally:
+            self.session.close()
+
+    def commit(self):
+        self.session.commit()
+        hooks, self._after_commit = self._after_commit, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # the relay re-dispatches whatever this did not hand over
+                log.exception("after-commit dispatch failed; the relay will pick the work up")
+
+    def after_commit(self, hook: Callable[[], None]):
+        self._after_commit.append(hook)
+
+    def dispatch(self, notification_ids: Sequence[int], as_of: datetime | None = None):
+        if notification_ids:
+            ids = list(notification_ids)
+            self.after_commit(lambda: self.database.dispatcher.send_notifications(ids, as_of))
+
+    def lock(self, name: str):
+        """Serialise a use case across processes for the rest of this transaction."""
+        if self.database.is_postgres:
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        else:
+            # SQLite transactions here start with BEGIN IMMEDIATE: the write lock is already held.
+            self.session.execute(text("SELECT 1"))
