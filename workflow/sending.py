@@ -138,13 +138,14 @@ def _claim(service: MailService, notification_id: int, as_of: datetime | None,
             return None
         try:
             message = _compose(uow, service, notification, submission, as_of or wall)
-        except PermanentMailError as exc:
-            notification.status = NotificationStatus.FAILED
-            notification.last_error = str(exc)
-            _record_event(uow, notification, submission, EventKind.NOTIFICATION_FAILED, wall,
-                          error=str(exc))
-            uow.commit()
-            report.failed.append(notification_id)
+        except Exception as exc:
+            # A mail that cannot be composed (no recipient, a broken template) is recorded on its
+            # row; the rest of the batch goes on.
+            uow.session.rollback()
+            log.exception("composing mail %s failed", notification_id)
+            _record_failure(service, notification_id, f"cannot compose: {exc!r}",
+                            permanent=isinstance(exc, PermanentMailError), report=report,
+                            count_attempt=True)
             return None
         notification.status = NotificationStatus.SENDING
         notification.claimed_at = wall
@@ -176,11 +177,13 @@ def _record_sent(service, notification_id, message_id, report):
     report.sent.append(notification_id)
 
 
-def _record_failure(service, notification_id, error, *, permanent, report):
+def _record_failure(service, notification_id, error, *, permanent, report, count_attempt=False):
     wall = utcnow()
     with service.database.unit_of_work() as uow:
         notification = uow.session.get(Notification, notification_id)
         notification.last_error = error[:2000]
+        if count_attempt:
+            notification.attempts += 1
         if permanent or notification.attempts >= service.max_attempts:
             notification.status = NotificationStatus.FAILED
             _record_event(uow, notification, None, EventKind.NOTIFICATION_FAILED, wall,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 import shutil
 from datetime import date, datetime, time
 
@@ -35,6 +36,20 @@ def sqlite_template(tmp_path_factory):
     return path
 
 
+@contextmanager
+def fresh_postgres_database(server):
+    """A new database cloned from the migrated template; dropped afterwards."""
+    name = f"rc_test_{next(_counter)}"
+    admin = server.url().replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE rc_template")
+    try:
+        yield server.url(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     if request.param == "sqlite":
@@ -43,14 +58,14 @@ def database_url(request, tmp_path):
         shutil.copy(template, target)
         yield f"sqlite:///{target}"
         return
-    server = request.getfixturevalue("postgres")
-    name = f"rc_test_{next(_counter)}"
-    admin = server.url().replace("+psycopg", "")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE rc_template")
-    yield server.url(name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_postgres_database(request.getfixturevalue("postgres")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres):
+    with fresh_postgres_database(postgres) as url:
+        yield url
 
 
 @pytest.fixture
@@ -73,7 +88,7 @@ def make_settings(monkeypatch, tmp_path, database_url, smtp_port, broker="memory
            "COORDINATOR_EMAILS": "koordination@example.org", **extra}
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
-    return Settings.from_env(), env
+    return Settings.from_env(), {k: str(v) for k, v in env.items()}
 
 
 @pytest.fixture

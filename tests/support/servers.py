@@ -4,6 +4,7 @@ A server that cannot start fails the test run loudly: nothing here ever skips.
 """
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -125,6 +126,7 @@ class RecordingHandler:
         self.lock = threading.Lock()
         self.fail_next: list[str] = []  # SMTP replies to give instead of accepting, in order
         self.refuse_recipients: dict[str, str] = {}  # address -> reply, e.g. "550 no such user"
+        self.delay = 0.0  # seconds to wait before answering DATA (a slow server)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse_recipients:
@@ -133,6 +135,8 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             if self.fail_next:
                 return self.fail_next.pop(0)
@@ -168,14 +172,14 @@ class CeleryWorker:
         self.logfile = logfile or Path(tempfile.mkstemp(prefix="rc-worker-", suffix=".log")[1])
 
     def start(self):
-        log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
-             "--loglevel=INFO", f"--concurrency={self.concurrency}", "--pool=prefork",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"test{free_port()}@localhost"],
-            cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        with open(self.logfile, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
+                 "--loglevel=INFO", f"--concurrency={self.concurrency}", "--pool=prefork",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "-n", f"test{free_port()}@localhost"],
+                cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
