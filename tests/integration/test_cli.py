@@ -1,0 +1,100 @@
+"""The `reportcycles` command as a coordinator uses it: real processes, real SQLite, real SMTP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import partner_csv
+from tests.support.servers import ROOT
+
+GOOD_CSV = partner_csv(3)
+
+
+@pytest.fixture
+def cli(tmp_path, smtp):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}",
+           "REPORTCYCLES_INSTANCE": str(tmp_path / "instance"),
+           "SMTP_URL": f"smtp://127.0.0.1:{smtp[0].port}", "CELERY_BROKER_URL": "memory://"}
+
+    def run(*args, expect=0):
+        result = subprocess.run([sys.executable, "-m", "reportcycles.cli", *args], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == expect, (result.stdout, result.stderr)
+        return result
+
+    run("init")
+    return run
+
+
+def write(tmp_path, text, name="partners.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_bad_csv_lines_are_reported_by_number_and_nothing_is_imported(cli, tmp_path):
+    bad = GOOD_CSV.splitlines()
+    bad[2] = bad[2].replace("Kreis", "Raumstation")
+    bad[3] = bad[3].replace("p2@example.org", "p2-at-example.org")
+    result = cli("partners", "import", write(tmp_path, "\n".join(bad) + "\n"), expect=2)
+    assert "Zeile 3" in result.stderr and "unbekannte Art 'Raumstation'" in result.stderr
+    assert "Zeile 4" in result.stderr and "ungültige E-Mail-Adresse" in result.stderr
+    assert "nichts wurde gespeichert" in result.stderr
+    # The good first line was not imported either: opening a cycle finds no partner.
+    opened = cli("cycles", "open", "--year", "2027", expect=2)
+    assert "kein Programm" in opened.stderr  # not even the programme row was written
+
+
+def test_missing_columns_and_missing_file_get_clear_messages(cli, tmp_path):
+    result = cli("partners", "import", write(tmp_path, "name,kind\nStadt Essen,Kommune\n"),
+                 expect=2)
+    assert "fehlen Spalten" in result.stderr and "contact_email" in result.stderr
+    assert "nicht gefunden" in cli("partners", "import", str(tmp_path / "nope.csv"),
+                                   expect=2).stderr
+
+
+def test_unknown_year_and_due_before_opening_are_refused(cli, tmp_path):
+    cli("partners", "import", write(tmp_path, GOOD_CSV))
+    assert "keinen Berichtszyklus" in cli("cycles", "status", "2031", expect=2).stderr
+    refused = cli("cycles", "open", "--year", "2027", "--opens", "2027-05-01", "--due",
+                  "2027-04-30", expect=2)
+    assert "muss nach der Öffnung" in refused.stderr
+    assert "kein Datum" in cli("cycles", "open", "--year", "2027", "--due", "30.04.2027",
+                               expect=2).stderr
+    # Nothing was half-written: the year can still be opened properly.
+    cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", "--due", "2027-04-30")
+    assert "bereits geöffnet" in cli("cycles", "open", "--year", "2027", expect=2).stderr
+
+
+def test_sweep_rehearses_the_year_against_a_real_smtp_server(cli, tmp_path, smtp):
+    _, handler = smtp
+    cli("partners", "import", write(tmp_path, GOOD_CSV))
+    cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", "--due", "2027-04-30")
+    dry = json.loads(cli("sweep", "--at", "2027-02-01T08:30", "--dry-run", "--json").stdout)
+    assert dry["send"] == 3 and dry["dry_run"] and handler.messages == []
+    out = cli("sweep", "--at", "2027-02-01T08:30").stdout
+    assert "sendet 3" in out
+    assert len(handler.messages) == 3
+    assert "sendet 0" in cli("sweep", "--at", "2027-02-01T08:30").stdout
+    later = json.loads(cli("sweep", "--at", "2027-05-07", "--json").stdout)
+    # 3 catch-up mails + the deadline notice; the four reminders of each partner are skipped
+    assert later["send"] == 4 and later["skip"] == 12
+    assert len(handler.messages) == 7
+    status = json.loads(cli("cycles", "status", "2027", "--json").stdout)
+    assert status["by_state"]["invited"] == 3 and status["escalation_levels"] == {"1": 3}
+    preview = cli("preview", "--year", "2027", "--partner", "Partner 00001").stdout
+    assert "overdue-30" in preview and "16.06.2027" in preview
+    assert "kein Zeitpunkt" in cli("sweep", "--at", "gestern", expect=2).stderr
+
+
+def test_demo_loads_the_initiative_partners(cli):
+    assert "38 Partner angelegt" in cli("demo").stdout
+    status = json.loads(cli("cycles", "status", "2027", "--json").stdout)
+    # 29 partners report; the nine cities report through the Städtekooperation.
+    assert status["partners"] == 29
+    preview = cli("preview", "--year", "2027", "--partner", "Städtekooperation").stdout
+    assert "Städtekooperation Integration.Interkommunal" in preview
