@@ -128,9 +128,13 @@ class MaildirTransport:
 
     @contextmanager
     def connect(self):
-        self.path.mkdir(parents=True, exist_ok=True)
-        box = mailbox.Maildir(self.path, create=True)
-        yield _MaildirConnection(box)
+        yield _MaildirConnection(open_maildir(self.path))
+
+
+def open_maildir(path: Path) -> mailbox.Maildir:
+    for sub in ("tmp", "new", "cur"):
+        (Path(path) / sub).mkdir(parents=True, exist_ok=True)
+    return mailbox.Maildir(path, factory=None, create=False)
 
 
 class _MaildirConnection:

@@ -1,21 +1,19 @@
 """Embedded mode only: the local Maildir that stands in for an SMTP server."""
 from __future__ import annotations
 
-import mailbox
 from email import policy
 from email.parser import BytesParser
 
 from flask import Blueprint, abort, current_app, render_template
 
+from reportcycles.mail import open_maildir
 from web import services_of
 
 bp = Blueprint("mailbox", __name__, url_prefix="/mailbox")
 
 
 def _box():
-    path = services_of(current_app).settings.maildir
-    path.mkdir(parents=True, exist_ok=True)
-    return mailbox.Maildir(path, factory=None, create=True)
+    return open_maildir(services_of(current_app).settings.maildir)
 
 
 def _parse(raw_file):

@@ -26,4 +26,4 @@ def index():
         programmes = list(uow.session.scalars(select(Programme).order_by(Programme.id)))
         cycles = list(uow.session.scalars(select(Cycle).order_by(Cycle.year.desc())))
         statuses = [(cycle, cycle_status(uow, cycle)) for cycle in cycles]
-    return render_template("index.html", programmes=programmes, statuses=statuses)
+        return render_template("index.html", programmes=programmes, statuses=statuses)

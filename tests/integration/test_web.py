@@ -1,0 +1,81 @@
+"""The small web surface of the engine: health, overview and the partner link page."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tests.integration.conftest import seed_programme
+from tests.integration.test_cycle_engine import open_2027, submission_ids
+from web import create_app
+from workflow.models import AccessToken, Notification, NotificationStatus
+from workflow.submissions import issue_link_token, load_submission
+
+
+@pytest.fixture
+def client(services):
+    app = create_app(settings=services.settings, services=services)
+    return app.test_client()
+
+
+def new_link(services, submission_id):
+    with services.database.unit_of_work() as uow:
+        token = issue_link_token(uow, load_submission(uow, submission_id), notification_id=None,
+                                 now=datetime.now(UTC))
+        uow.commit()
+    return token
+
+
+def test_health_and_overview_show_the_cycle(client, services):
+    seed_programme(services, partners=3)
+    open_2027(services)
+    assert client.get("/healthz").json == {"status": "ok"}
+    page = client.get("/").get_data(as_text=True)
+    assert "Berichtsjahr 2027" in page and "eingeladen" in page
+
+
+def test_opening_a_link_changes_nothing_and_submitting_stops_reminders(client, services):
+    seed_programme(services, partners=1)
+    open_2027(services)
+    [sid] = submission_ids(services)
+    token = new_link(services, sid)
+    page = client.get(f"/r/{token}")
+    assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert load_state(services, sid) == "invited"  # a mail scanner's pre-click is harmless
+
+    forged = client.post(f"/r/{token}/submit", data={"csrf_token": "forged"})
+    assert forged.status_code == 400 and "Formular abgelaufen" in forged.get_data(as_text=True)
+    assert load_state(services, sid) == "invited"
+
+    csrf = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+    done = client.post(f"/r/{token}/submit", data={"csrf_token": csrf}, follow_redirects=True)
+    assert "Ihr Bericht ist eingegangen" in done.get_data(as_text=True)
+    assert load_state(services, sid) == "submitted"
+    with services.database.unit_of_work() as uow:
+        left = uow.session.scalars(select(Notification.status).where(
+            Notification.submission_id == sid, Notification.rung != "receipt")).all()
+        assert set(left) == {NotificationStatus.CANCELLED}
+
+
+def test_unknown_and_expired_links_get_friendly_pages(client, services):
+    seed_programme(services, partners=1)
+    open_2027(services)
+    [sid] = submission_ids(services)
+    assert client.get("/r/not-a-real-token").status_code == 404
+    assert client.get("/r/" + "x" * 500).status_code == 404
+    token = new_link(services, sid)
+    with services.database.unit_of_work() as uow:
+        row = uow.session.scalars(select(AccessToken)).one()
+        row.expires_at = datetime.now(UTC) - timedelta(days=1)
+        uow.commit()
+    expired = client.get(f"/r/{token}")
+    assert expired.status_code == 410 and "Koordinierungsstelle" in expired.get_data(as_text=True)
+
+
+def load_state(services, sid):
+    with services.database.unit_of_work() as uow:
+        return str(load_submission(uow, sid).state)
+
+
