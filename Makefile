@@ -39,7 +39,7 @@ run: $(STAMP)
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: $(STAMP) system-deps
+bench: system-deps $(STAMP)
 	$(BIN)/python bench/fanout.py
 
 clean:
