@@ -11,12 +11,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from typing import Protocol
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 
 from workflow.cycles import policy_of
 from workflow.events import EventKind
-from workflow.models import (Contact, ContactRole, Cycle, Notification, NotificationStatus,
-                             Partner, Submission, utcnow)
+from workflow.models import (Contact, ContactRole, Cycle, Event, Notification,
+                             NotificationStatus, Partner, Submission, utcnow)
 from workflow.policy import Audience, effective_deadline
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.submissions import issue_link_token, record
@@ -77,16 +77,20 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
 
 
+# Sent mails are recorded in small groups: a worker killed mid-batch can have sent at most this
+# many mails that the ledger does not know of yet (the only mails that can go out twice).
+RECORD_EVERY = 10
+
+
 def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = None) -> DeliveryReport:
-    """Send the given ledger rows over one connection; each row is claimed and recorded on its own."""
+    """Send the given ledger rows over one connection: claim them in one transaction, then send
+    each, recording outcomes as they come."""
     report = DeliveryReport()
-    connection_cm = None
-    connection = None
+    claimed = _claim_batch(service, ids, as_of, report)
+    pending: list[tuple[int, str]] = []
+    connection_cm = connection = None
     try:
-        for notification_id in ids:
-            message = _claim(service, notification_id, as_of, report)
-            if message is None:
-                continue
+        for notification_id, message in claimed:
             try:
                 if connection is None:
                     connection_cm = service.transport.connect()
@@ -100,8 +104,13 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                     _close(connection_cm)
                     connection_cm = connection = None
             else:
-                _record_sent(service, notification_id, message["Message-ID"], report)
+                pending.append((notification_id, message["Message-ID"]))
+                if len(pending) >= RECORD_EVERY:
+                    _record_sent(service, pending, report)
+                    pending = []
     finally:
+        if pending:
+            _record_sent(service, pending, report)
         if connection_cm is not None:
             _close(connection_cm)
     return report
@@ -114,45 +123,50 @@ def _close(connection_cm):
         log.debug("closing the mail connection failed", exc_info=True)
 
 
-def _claim(service: MailService, notification_id: int, as_of: datetime | None,
-           report: DeliveryReport) -> EmailMessage | None:
+def _claim_batch(service: MailService, ids: Sequence[int], as_of: datetime | None,
+                 report: DeliveryReport) -> list[tuple[int, EmailMessage]]:
+    """Lock the rows, re-check each against its submission, compose, mark them 'sending'."""
     wall = utcnow()
+    claimed = []
     with service.database.unit_of_work() as uow:
         session = uow.session
-        notification = session.scalars(
-            select(Notification).where(Notification.id == notification_id)
-            .with_for_update(skip_locked=True)).first()
-        if notification is None or not _claimable(notification, wall, service.lease_seconds):
-            report.passed.append(notification_id)
-            return None
-        submission = session.get(Submission, notification.submission_id) \
-            if notification.submission_id else None
-        if (submission is not None and notification.email in FOLLOW_UP_EMAILS
-                and submission.state not in AWAITING_REPORT):
-            notification.status = NotificationStatus.CANCELLED
-            notification.last_error = f"cancelled at send time: {submission.state}"
-            record(uow, submission, EventKind.NOTIFICATION_CANCELLED, wall, "worker",
-                   rung=notification.rung, reason=str(submission.state))
-            uow.commit()
-            report.cancelled.append(notification_id)
-            return None
-        try:
-            message = _compose(uow, service, notification, submission, as_of or wall)
-        except Exception as exc:
-            # A mail that cannot be composed (no recipient, a broken template) is recorded on its
-            # row; the rest of the batch goes on.
-            uow.session.rollback()
-            log.exception("composing mail %s failed", notification_id)
-            _record_failure(service, notification_id, f"cannot compose: {exc!r}",
-                            permanent=isinstance(exc, PermanentMailError), report=report,
-                            count_attempt=True)
-            return None
-        notification.status = NotificationStatus.SENDING
-        notification.claimed_at = wall
-        notification.attempts += 1
-        notification.message_id = message["Message-ID"]
+        rows = {n.id: n for n in session.scalars(
+            select(Notification).where(Notification.id.in_(list(ids)))
+            .with_for_update(skip_locked=True))}
+        for notification_id in ids:
+            notification = rows.get(notification_id)
+            if notification is None or not _claimable(notification, wall, service.lease_seconds):
+                report.passed.append(notification_id)
+                continue
+            submission = session.get(Submission, notification.submission_id) \
+                if notification.submission_id else None
+            if (submission is not None and notification.email in FOLLOW_UP_EMAILS
+                    and submission.state not in AWAITING_REPORT):
+                notification.status = NotificationStatus.CANCELLED
+                notification.last_error = f"cancelled at send time: {submission.state}"
+                record(uow, submission, EventKind.NOTIFICATION_CANCELLED, wall, "worker",
+                       rung=notification.rung, reason=str(submission.state))
+                report.cancelled.append(notification_id)
+                continue
+            try:
+                with session.begin_nested():
+                    message = _compose(uow, service, notification, submission, as_of or wall)
+            except Exception as exc:
+                # A mail that cannot be composed (no recipient, a broken template) is recorded on
+                # its row; the rest of the batch goes on.
+                log.exception("composing mail %s failed", notification_id)
+                notification.attempts += 1
+                _mark_failure(uow, service, notification, f"cannot compose: {exc!r}",
+                              permanent=isinstance(exc, PermanentMailError), wall=wall,
+                              report=report)
+                continue
+            notification.status = NotificationStatus.SENDING
+            notification.claimed_at = wall
+            notification.attempts += 1
+            notification.message_id = message["Message-ID"]
+            claimed.append((notification_id, message))
         uow.commit()
-        return message
+    return claimed
 
 
 def _claimable(notification: Notification, wall: datetime, lease_seconds: int) -> bool:
@@ -164,46 +178,51 @@ def _claimable(notification: Notification, wall: datetime, lease_seconds: int) -
             and notification.claimed_at < wall - timedelta(seconds=lease_seconds))
 
 
-def _record_sent(service, notification_id, message_id, report):
+def _record_sent(service: MailService, sent: list[tuple[int, str]], report: DeliveryReport):
     wall = utcnow()
+    ids = [notification_id for notification_id, _ in sent]
+    with service.database.unit_of_work() as uow:
+        rows = uow.session.execute(select(Notification.id, Notification.cycle_id,
+                                          Notification.submission_id, Notification.rung)
+                                   .where(Notification.id.in_(ids))).all()
+        uow.session.execute(update(Notification).where(Notification.id.in_(ids))
+                            .values(status=NotificationStatus.SENT, sent_at=wall, last_error=None)
+                            .execution_options(synchronize_session=False))
+        message_ids = dict(sent)
+        uow.session.execute(insert(Event), [
+            {"cycle_id": r.cycle_id, "submission_id": r.submission_id,
+             "kind": EventKind.NOTIFICATION_SENT, "at": wall, "actor": "worker",
+             "payload": {"rung": r.rung, "message_id": message_ids[r.id]}} for r in rows])
+        uow.commit()
+    report.sent.extend(ids)
+
+
+def _record_failure(service, notification_id, error, *, permanent, report):
     with service.database.unit_of_work() as uow:
         notification = uow.session.get(Notification, notification_id)
-        notification.status = NotificationStatus.SENT
-        notification.sent_at = wall
-        notification.last_error = None
-        _record_event(uow, notification, None, EventKind.NOTIFICATION_SENT, wall,
-                      rung=notification.rung, message_id=message_id)
+        _mark_failure(uow, service, notification, error, permanent=permanent, wall=utcnow(),
+                      report=report)
         uow.commit()
-    report.sent.append(notification_id)
 
 
-def _record_failure(service, notification_id, error, *, permanent, report, count_attempt=False):
-    wall = utcnow()
-    with service.database.unit_of_work() as uow:
-        notification = uow.session.get(Notification, notification_id)
-        notification.last_error = error[:2000]
-        if count_attempt:
-            notification.attempts += 1
-        if permanent or notification.attempts >= service.max_attempts:
-            notification.status = NotificationStatus.FAILED
-            _record_event(uow, notification, None, EventKind.NOTIFICATION_FAILED, wall,
-                          rung=notification.rung, error=error[:500],
-                          attempts=notification.attempts)
-            report.failed.append(notification_id)
-        else:
-            notification.status = NotificationStatus.QUEUED
-            notification.not_before = wall + backoff(notification.attempts)
-            notification.dispatched_at = None
-            report.retrying.append(notification_id)
-        uow.commit()
-    log.warning("mail %s not sent (%s): %s", notification_id,
-                "permanent" if permanent else "will retry", error)
-
-
-def _record_event(uow, notification, submission, kind, at, **payload):
-    from workflow.models import Event
-    uow.session.add(Event(cycle_id=notification.cycle_id, submission_id=notification.submission_id,
-                          kind=kind, at=at, actor="worker", payload=payload))
+def _mark_failure(uow, service, notification, error, *, permanent, wall, report):
+    notification.last_error = error[:2000]
+    if permanent or notification.attempts >= service.max_attempts:
+        notification.status = NotificationStatus.FAILED
+        uow.session.add(Event(cycle_id=notification.cycle_id,
+                              submission_id=notification.submission_id,
+                              kind=EventKind.NOTIFICATION_FAILED, at=wall, actor="worker",
+                              payload={"rung": notification.rung, "error": error[:500],
+                                       "attempts": notification.attempts}))
+        report.failed.append(notification.id)
+    else:
+        notification.status = NotificationStatus.QUEUED
+        notification.not_before = wall + backoff(notification.attempts)
+        notification.dispatched_at = None
+        report.retrying.append(notification.id)
+    log.warning("mail %s not sent (%s): %s", notification.id,
+                "failed" if notification.status == NotificationStatus.FAILED else "will retry",
+                error)
 
 
 def relay(uow: UnitOfWork, *, lease_seconds: int, limit: int = 5000) -> list[int]:

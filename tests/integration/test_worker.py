@@ -13,7 +13,8 @@ from tasks.scheduler import relay_outbox
 from tests.integration.conftest import berlin, make_settings, seed_programme
 from tests.support.servers import CeleryWorker
 from workflow.cycles import get_programme, open_cycle
-from workflow.models import Notification, NotificationStatus
+from workflow.models import Notification
+from workflow.sending import RECORD_EVERY
 from workflow.sweep import sweep
 
 pytestmark = pytest.mark.slow
@@ -106,7 +107,9 @@ def test_worker_killed_mid_batch_leaves_every_mail_sent_once(stack, smtp, capsys
         print(f"\n[kill test] received before restart {sent_before_restart}, in flight at kill "
               f"{in_flight}, distinct {len(ids)}, duplicates {duplicates}")
     assert len(ids) == 300
-    assert duplicates <= in_flight  # a duplicate can only be a mail that was in flight
+    # A duplicate can only be a mail in flight: sent by the dead worker but not yet recorded, at
+    # most RECORD_EVERY per worker process.
+    assert duplicates <= min(in_flight, RECORD_EVERY * 2)
 
 
 def test_redis_restarted_empty_loses_no_mail(stack, smtp, redis_server):
