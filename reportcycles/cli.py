@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--year", type=int, required=True)
     preview.add_argument("--partner")
 
+    policy = sub.add_parser("policy", help="the programme's reporting policy").add_subparsers(
+        dest="policy_command", required=True)
+    policy.add_parser("show", help="print the policy as TOML")
+    policy_set = policy.add_parser("set", help="load the policy from a TOML or JSON file")
+    policy_set.add_argument("file", type=Path)
+
     sub.add_parser("relay", help="re-dispatch outbox rows a crash left behind")
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=2)
@@ -241,6 +247,43 @@ def cmd_preview(args, settings):
         print(f"  {when:%a %d.%m.%Y %H:%M}  {row.rung:<18} {row.email:<22} {row.status}")
 
 
+def cmd_policy(args, settings):
+    import tomllib
+
+    from workflow.cycles import get_programme, policy_of, set_policy
+    services = _services(settings, "none")
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        if args.policy_command == "show":
+            print(_as_toml(policy_of(programme).to_dict()))
+            return
+        try:
+            raw = args.file.read_text(encoding="utf-8")
+            data = json.loads(raw) if args.file.suffix == ".json" else tomllib.loads(raw)
+        except FileNotFoundError:
+            raise InvalidInput(f"Datei nicht gefunden: {args.file}") from None
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"{args.file} ist kein gültiges TOML/JSON: {exc}") from None
+        set_policy(uow, programme, data)
+        uow.commit()
+    print(f"Berichtsregel von {programme.name} gesetzt; gilt für Zyklen, die ab jetzt öffnen.")
+
+
+def _as_toml(data: dict) -> str:
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            tables.extend((key, item) for item in value)
+        elif value is None:
+            lines.append(f"# {key}: not set")
+        else:
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    for key, item in tables:
+        lines.append(f"\n[[{key}]]")
+        lines.extend(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in item.items())
+    return "\n".join(lines)
+
+
 def cmd_relay(args, settings):
     from tasks.scheduler import relay_outbox
     ids = relay_outbox(_services(settings))
@@ -274,7 +317,7 @@ def _redact(url: str) -> str:
 
 
 COMMANDS = {"init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
-            "sweep": cmd_sweep, "preview": cmd_preview, "relay": cmd_relay, "worker": cmd_worker,
+            "sweep": cmd_sweep, "preview": cmd_preview, "policy": cmd_policy, "relay": cmd_relay, "worker": cmd_worker,
             "scheduler": cmd_scheduler, "serve": cmd_serve, "run": cmd_run}
 
 if __name__ == "__main__":

@@ -216,3 +216,14 @@ def open_due_cycles(uow: UnitOfWork, now: datetime) -> list[Cycle]:
                                  if today > month_day(policy.cycle_opens, today.year) else None,
                                  actor="scheduler"))
     return opened
+
+
+def set_policy(uow: UnitOfWork, programme: Programme, settings: dict) -> ReportingPolicy:
+    """Replace the programme's reporting policy; keys left out keep their defaults.
+
+    Cycles already open keep the ladder planned when they opened.
+    """
+    policy = ReportingPolicy.from_dict(settings)
+    programme.policy = policy.to_dict()
+    uow.session.flush()
+    return policy

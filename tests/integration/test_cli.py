@@ -98,3 +98,18 @@ def test_demo_loads_the_initiative_partners(cli):
     assert status["partners"] == 29
     preview = cli("preview", "--year", "2027", "--partner", "Städtekooperation").stdout
     assert "Städtekooperation Integration.Interkommunal" in preview
+
+
+def test_policy_is_edited_in_a_file_and_applies_to_cycles_opened_afterwards(cli, tmp_path):
+    cli("partners", "import", write(tmp_path, GOOD_CSV))
+    shown = cli("policy", "show").stdout
+    assert 'window_start = "08:00"' in shown and "reminders_before = [28, 14, 7, 2]" in shown
+    edited = shown.replace("reminders_before = [28, 14, 7, 2]", "reminders_before = [10, 5]")
+    cli("policy", "set", write(tmp_path, edited, "policy.toml"))
+    cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", "--due", "2027-04-30")
+    preview = cli("preview", "--year", "2027", "--partner", "Partner 00000").stdout
+    assert "reminder-10" in preview and "reminder-5" in preview and "reminder-28" not in preview
+    bad = cli("policy", "set", write(tmp_path, 'window_start = "11:00"\n', "bad.toml"), expect=2)
+    assert "Versandfenster" in bad.stderr
+    assert "kein gültiges TOML" in cli("policy", "set", write(tmp_path, "x = [", "broken.toml"),
+                                        expect=2).stderr

@@ -295,3 +295,31 @@ def test_smtp_refusals_are_retried_or_recorded_as_failed(services, smtp):
         assert "550" in failed.last_error
         assert uow.session.scalar(select(func.count()).select_from(Event)
                                   .where(Event.kind == "notification_failed")) == 1
+
+
+def test_scheduler_ticks_open_the_year_once_even_when_two_run_at_once(services, smtp):
+    from tasks.scheduler import tick
+    _, handler = smtp
+    seed_programme(services, partners=5)
+    results, errors = [], []
+    barrier = threading.Barrier(2)
+
+    def one_tick():
+        try:
+            barrier.wait()
+            results.append(tick(services, berlin(date(2027, 2, 1), 8, 15)))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_tick) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    with services.database.unit_of_work() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Submission)) == 5
+    assert sorted(r.count("send") for r in results) == [0, 5]
+    assert rungs_received(handler) == {"invitation": 5}
+    # A later tick the same morning finds the year open and nothing new to send.
+    assert tick(services, berlin(date(2027, 2, 1), 9, 0)).count("send") == 0
