@@ -5,7 +5,7 @@ import hashlib
 import secrets
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from workflow.cycles import plan_rungs_for_submission, policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
@@ -13,7 +13,7 @@ from workflow.events import EventKind
 from workflow.models import (AccessToken, Event, Notification, NotificationStatus, Submission,
                              utcnow)
 from workflow.policy import Audience, effective_deadline, send_instant
-from workflow.states import SETTLED, Action, SubmissionState, awaits_report, transition
+from workflow.states import SETTLED, Action, awaits_report, transition
 from workflow.uow import UnitOfWork
 
 ACTION_EVENTS = {
@@ -153,11 +153,3 @@ def submission_for_token(uow: UnitOfWork, token: str, *, now: datetime) -> Submi
 def timeline(uow: UnitOfWork, submission_id: int) -> list[Event]:
     return list(uow.session.scalars(select(Event).where(Event.submission_id == submission_id)
                                     .order_by(Event.id)))
-
-
-def count_events(uow: UnitOfWork, kind: EventKind) -> int:
-    return uow.session.scalar(select(func.count()).select_from(Event).where(Event.kind == kind))
-
-
-__all__ = ["apply_action", "extend_deadline", "issue_link_token", "submission_for_token",
-           "SubmissionState", "LinkExpired"]
