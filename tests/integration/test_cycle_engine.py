@@ -44,6 +44,29 @@ def submission_ids(services):
         return list(uow.session.scalars(select(Submission.id).order_by(Submission.id)))
 
 
+def at_the_same_instant(action, copies=2):
+    """Run ``action`` in several threads released together; return results, raise any error."""
+    barrier = threading.Barrier(copies)
+    results, errors = [], []
+
+    def one():
+        try:
+            barrier.wait()
+            results.append(action())
+        except Exception as exc:  # re-raised in the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    if errors:
+        raise errors[0]
+    assert len(results) == copies
+    return results
+
+
 def contact_email(services, submission_id):
     from workflow.models import Contact
     with services.database.unit_of_work() as uow:
@@ -258,22 +281,7 @@ def test_two_sweeps_at_the_same_instant_send_nothing_twice(services, smtp):
     _, handler = smtp
     seed_programme(services, partners=40)
     open_2027(services)
-    barrier = threading.Barrier(2)
-    results, errors = [], []
-
-    def one_sweep():
-        try:
-            barrier.wait()
-            results.append(run_sweep(services, berlin(OPENS)))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one_sweep) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    results = at_the_same_instant(lambda: run_sweep(services, berlin(OPENS)))
     assert sorted(r.count("send") for r in results) == [0, 40]
     assert rungs_received(handler) == {"invitation": 40}
 
@@ -301,22 +309,7 @@ def test_scheduler_ticks_open_the_year_once_even_when_two_run_at_once(services, 
     from tasks.scheduler import tick
     _, handler = smtp
     seed_programme(services, partners=5)
-    results, errors = [], []
-    barrier = threading.Barrier(2)
-
-    def one_tick():
-        try:
-            barrier.wait()
-            results.append(tick(services, berlin(date(2027, 2, 1), 8, 15)))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one_tick) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    results = at_the_same_instant(lambda: tick(services, berlin(date(2027, 2, 1), 8, 15)))
     with services.database.unit_of_work() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Submission)) == 5
     assert sorted(r.count("send") for r in results) == [0, 5]
