@@ -1,6 +1,7 @@
 """The engine rehearsed through a year, on SQLite and PostgreSQL, with a real SMTP server."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
 from datetime import date
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 from tests.integration.conftest import berlin, seed_programme
 from workflow.cycles import cycle_status, get_programme, open_cycle
 from workflow.errors import InvalidInput
-from workflow.models import Event, Notification, NotificationStatus, Submission
+from workflow.models import Cycle, Event, Notification, NotificationStatus, Submission
 from workflow.sending import addresses
 from workflow.states import Action
 from workflow.submissions import apply_action, extend_deadline
@@ -94,8 +95,7 @@ def test_opening_a_cycle_plans_every_partner_ladder_in_one_go(services):
                             "deadline_notice": 1}
         assert uow.session.scalar(select(func.count()).select_from(Event)
                                   .where(Event.kind == "invited")) == 30
-        status = cycle_status(uow, uow.session.get(type(uow.session.get(Submission, 1).cycle),
-                                                   cycle_id))
+        status = cycle_status(uow, uow.session.get(Cycle, cycle_id))
         assert status.by_state["invited"] == 30
 
 
@@ -193,8 +193,8 @@ def test_deadline_on_a_holiday_rolls_to_the_next_working_day(services, smtp):
     handler.clear()
     assert run_sweep(services, berlin(date(2027, 5, 27))).count("send") == 0
     run_sweep(services, berlin(date(2027, 5, 28)))
-    assert rungs_received(handler) == {"reminder-2": 2, "deadline_notice": 1} or \
-        rungs_received(handler) == {"deadline_notice": 1}
+    # The holiday's sweep sent nothing; the next working day catches up with the latest reminder.
+    assert rungs_received(handler) == {"reminder-2": 2, "deadline_notice": 1}
     body = next(m["message"] for m in handler.messages
                 if m["message"]["X-Reportcycles-Rung"] == "deadline_notice")
     assert "28.05.2027" in body.get_body(("plain",)).get_content()
@@ -235,8 +235,7 @@ def test_reminder_queued_before_a_submission_is_cancelled_at_send_time(services,
     submit(services, sid, berlin(OPENS, 9))
     services.database.dispatcher = real
     from tasks.scheduler import relay_outbox
-    services.settings = services.settings.__class__(**{**vars(services.settings),
-                                                       "send_lease_seconds": 0})
+    services.settings = dataclasses.replace(services.settings, send_lease_seconds=0)
     relay_outbox(services)
     assert rungs_received(handler) == {"receipt": 1}
     with services.database.unit_of_work() as uow:
