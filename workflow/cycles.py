@@ -131,7 +131,12 @@ def plan_rungs_for_submission(uow: UnitOfWork, submission: Submission, policy: R
         if rung.due_at <= after:
             continue
         key = f"s{submission.id}:{ledger_key(rung, submission.due_on)}"
-        if uow.session.scalar(select(Notification.id).where(Notification.dedupe_key == key)):
+        existing = uow.session.scalars(select(Notification)
+                                       .where(Notification.dedupe_key == key)).first()
+        if existing is not None:
+            if existing.status == NotificationStatus.CANCELLED:  # owed again (returned, revoked)
+                existing.status = NotificationStatus.PLANNED
+                existing.last_error = None
             continue
         uow.session.add(Notification(
             cycle_id=submission.cycle_id, submission_id=submission.id, dedupe_key=key,

@@ -25,3 +25,7 @@ class EventKind(StrEnum):
     NOTIFICATION_CANCELLED = "notification_cancelled"  # send-time check found it no longer needed
     NOTIFICATION_FAILED = "notification_failed"  # SMTP refused for good or retries ran out
     FLAGGED_NON_REPORTING = "flagged_non_reporting"  # the last rung of the ladder was reached
+    ATTACHMENT_ADDED = "attachment_added"  # a file was uploaded; payload: question, size, type
+    EXTENSION_REQUESTED = "extension_requested"  # the partner asked for time; payload: proposed
+    EXTENSION_REFUSED = "extension_refused"  # a coordinator said no; payload: comment
+    INTENT_DECLARED = "intent_declared"  # "we will submit by ..." or "we cannot report"

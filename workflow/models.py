@@ -169,6 +169,11 @@ class Submission(Base):
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     non_reporting: Mapped[bool] = mapped_column(Boolean, default=False)
     answers: Mapped[dict | None] = mapped_column(JSON)
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("report_template.id"))
+    # Reminders wait until this local date ("we will submit by ...").
+    paused_until: Mapped[date | None] = mapped_column(Date)
+    # The coordinators' comments when they return a report: question id (or "_general") -> text.
+    review_comments: Mapped[dict | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -226,7 +231,58 @@ class Notification(Base):
     message_id: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Facts the mail needs that are fixed when it is queued (a reason, a proposed date).
+    payload: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportTemplate(Base):
+    """A versioned report form of one programme and year; ``definition`` as in the template files."""
+
+    __tablename__ = "report_template"
+    __table_args__ = (UniqueConstraint("programme_id", "year", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attachment(Base):
+    """An uploaded file, stored under a random name outside the web root."""
+
+    __tablename__ = "attachment"
+    __table_args__ = (CheckConstraint("size >= 0", name="size_not_negative"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    question_id: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExtensionStatus(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"
+    REFUSED = "refused"
+
+
+class ExtensionRequest(Base):
+    __tablename__ = "extension_request"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    proposed_due: Mapped[date] = mapped_column(Date)
+    status: Mapped[ExtensionStatus] = mapped_column(
+        by_value(ExtensionStatus, "extension_status"), default=ExtensionStatus.PENDING)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decision_comment: Mapped[str | None] = mapped_column(Text)
 
 
 class AccessToken(Base):

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from typing import Protocol
@@ -286,6 +286,7 @@ def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
     if not to:
         raise PermanentMailError(f"no recipient for audience {notification.audience}")
     context["language"] = language
+    context.update(_report_context(uow, notification, submission, language, context.get("link")))
     subject, text, html = service.render(notification.email, language, context)
     message = EmailMessage()
     message["Subject"] = subject
@@ -302,6 +303,25 @@ def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message
+
+
+def _report_context(uow, notification, submission, language, link) -> dict:
+    """What the report mails show: the answers, the comments, the request they answer."""
+    from workflow.reporting import answer_sections, comment_labels
+    context = dict(notification.payload or {})
+    for key in ("proposed_due", "intent_date"):
+        if context.get(key):
+            context[key] = date.fromisoformat(context[key])
+    if submission is None:
+        return context
+    if notification.email == "receipt":
+        context["answer_sections"] = answer_sections(uow, submission, language)
+        if link:
+            context["print_url"] = link + "/print"
+    if notification.email == "returned":
+        context["comments"] = submission.review_comments or {}
+        context["comment_labels"] = comment_labels(uow, submission, language)
+    return context
 
 
 def message_id(notification: Notification, domain: str) -> str:

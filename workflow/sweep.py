@@ -78,6 +78,10 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
         else:
             result.outside_window.append(programme.slug)
     rows = [r for r in rows if r.programme_id in sending_programmes]
+    # A partner who said "we will submit by ..." hears nothing until that day has passed; its rungs
+    # stay planned and the latest one is caught up afterwards.
+    paused = _paused_submissions(uow, {r.submission_id for r in rows if r.submission_id}, now)
+    rows = [r for r in rows if r.submission_id not in paused]
 
     # Belt and braces: a settled submission's rungs are cancelled when it settles; any left over
     # are cancelled here rather than sent.
@@ -133,6 +137,19 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
         session.execute(insert(Event), [{"actor": "scheduler", **e} for e in events])
     uow.dispatch(send_ids, as_of=now)
     return result
+
+
+def _paused_submissions(uow: UnitOfWork, ids: set[int], now: datetime) -> set[int]:
+    if not ids:
+        return set()
+    today = now.date()  # a pause ends at the end of its day, in any time zone of the programme
+    paused = set()
+    id_list = sorted(ids)
+    for start in range(0, len(id_list), CHUNK):
+        paused.update(uow.session.scalars(select(Submission.id).where(
+            Submission.id.in_(id_list[start:start + CHUNK]), Submission.paused_until.is_not(None),
+            Submission.paused_until >= today)))
+    return paused
 
 
 def _set_status(uow: UnitOfWork, ids: list[int], status: NotificationStatus, **values):

@@ -1,0 +1,366 @@
+"""Report templates and answers: definition, parsing, validation, plausibility. Pure functions.
+
+Answers are kept as the text the partner typed (a list for multiple choice, an attachment id for
+files), so a draft never loses input; validation turns them into values when it matters.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from workflow.errors import InvalidInput
+
+TYPES = {"number", "percentage", "count", "short_text", "long_text", "single_choice",
+         "multiple_choice", "yes_no", "date", "file"}
+NUMERIC = {"number", "percentage", "count"}
+FIELD_LIMIT = 20_000  # characters kept for any one answer, whatever the template says
+
+MESSAGES = {
+    "required": {"de": "Bitte füllen Sie dieses Feld aus.", "en": "Please fill in this field."},
+    "choose": {"de": "Bitte wählen Sie eine Antwort.", "en": "Please choose an answer."},
+    "not_number": {"de": "Bitte geben Sie eine Zahl ein, z. B. 12 oder 12,5.",
+                   "en": "Please enter a number, e.g. 12 or 12.5."},
+    "not_count": {"de": "Bitte geben Sie eine ganze Zahl ohne Nachkommastellen ein.",
+                  "en": "Please enter a whole number."},
+    "decimals": {"de": "Bitte höchstens {n} Nachkommastellen.",
+                 "en": "Please use at most {n} decimal places."},
+    "min": {"de": "Der Wert darf nicht kleiner als {n} sein.",
+            "en": "The value must not be less than {n}."},
+    "max": {"de": "Der Wert darf nicht größer als {n} sein.",
+            "en": "The value must not be greater than {n}."},
+    "too_long": {"de": "Bitte höchstens {n} Zeichen (jetzt {m}).",
+                 "en": "Please use at most {n} characters (now {m})."},
+    "bad_option": {"de": "Diese Auswahl gibt es nicht.", "en": "This choice does not exist."},
+    "bad_date": {"de": "Bitte geben Sie ein Datum ein, z. B. 31.03.2027.",
+                 "en": "Please enter a date, e.g. 2027-03-31."},
+    "jump": {"de": "Im Vorjahr lag der Wert bei {old}. Bitte prüfen Sie die Änderung.",
+             "en": "Last year the value was {old}. Please check the change."},
+}
+YES_NO = {"yes": {"de": "Ja", "en": "Yes"}, "no": {"de": "Nein", "en": "No"}}
+
+
+def message(key: str, language: str, **values) -> str:
+    text = MESSAGES[key].get(language) or MESSAGES[key]["de"]
+    return text.format(**values)
+
+
+def text_in(labels: dict | str | None, language: str) -> str:
+    if labels is None:
+        return ""
+    if isinstance(labels, str):
+        return labels
+    return labels.get(language) or labels.get("de") or ""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    type: str
+    label: dict
+    required: bool = False
+    help: dict | None = None
+    min: float | None = None
+    max: float | None = None
+    decimals: int | None = None
+    max_length: int | None = None
+    options: tuple = ()
+    accept: tuple = ()
+    max_bytes: int = 5 * 1024 * 1024
+    compare_last_year: bool = False
+    max_change: float | None = None
+
+    @property
+    def allowed_decimals(self) -> int:
+        if self.decimals is not None:
+            return self.decimals
+        return {"count": 0, "percentage": 1}.get(self.type, 2)
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        if self.type == "percentage":
+            return (0 if self.min is None else self.min, 100 if self.max is None else self.max)
+        if self.type == "count":
+            return (0 if self.min is None else self.min, self.max)
+        return self.min, self.max
+
+    @property
+    def length_limit(self) -> int:
+        default = {"short_text": 200, "long_text": 4000}.get(self.type, 200)
+        return min(self.max_length or default, FIELD_LIMIT)
+
+    def option_label(self, value: str, language: str) -> str:
+        for option in self.options:
+            if option["value"] == value:
+                return text_in(option["label"], language)
+        return value
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    title: dict
+    questions: tuple[Question, ...]
+    intro: dict | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    type: str
+    left: str
+    right: str
+    message: dict
+
+
+@dataclass(frozen=True)
+class ReportTemplateDef:
+    programme: str
+    year: int
+    version: int
+    title: dict
+    sections: tuple[Section, ...]
+    rules: tuple[Rule, ...] = ()
+    intro: dict | None = None
+    by_id: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def questions(self) -> list[Question]:
+        return [q for s in self.sections for q in s.questions]
+
+    def question(self, question_id: str) -> Question | None:
+        return self.by_id.get(question_id)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ReportTemplateDef":
+        """Build and check a template; any problem is an InvalidInput naming where it is."""
+        problems: list[str] = []
+        allowed_top = {"programme", "year", "version", "title", "intro", "sections", "rules"}
+        if not isinstance(data, dict):
+            raise InvalidInput("Die Berichtsvorlage muss ein JSON-Objekt sein.")
+        problems += [f"unbekannter Schlüssel '{k}'" for k in sorted(set(data) - allowed_top)]
+        sections, by_id = [], {}
+        question_keys = set(Question.__dataclass_fields__)
+        for s_index, raw_section in enumerate(data.get("sections") or []):
+            questions = []
+            for raw in raw_section.get("questions") or []:
+                where = f"Abschnitt {raw_section.get('id', s_index)}, Frage {raw.get('id', '?')}"
+                unknown = set(raw) - question_keys
+                if unknown:
+                    problems.append(f"{where}: unbekannte Schlüssel {sorted(unknown)}")
+                    continue
+                if raw.get("type") not in TYPES:
+                    problems.append(f"{where}: unbekannter Typ '{raw.get('type')}'")
+                    continue
+                if not re.fullmatch(r"[a-z][a-z0-9_]{0,60}", str(raw.get("id", ""))):
+                    problems.append(f"{where}: ungültige id")
+                    continue
+                if raw["id"] in by_id:
+                    problems.append(f"{where}: id doppelt")
+                    continue
+                if raw["type"] in ("single_choice", "multiple_choice") and not raw.get("options"):
+                    problems.append(f"{where}: Auswahlfragen brauchen options")
+                    continue
+                question = Question(**{**raw, "options": tuple(raw.get("options") or ()),
+                                       "accept": tuple(raw.get("accept") or ())})
+                by_id[question.id] = question
+                questions.append(question)
+            sections.append(Section(raw_section.get("id", f"s{s_index}"),
+                                    raw_section.get("title", {}), tuple(questions),
+                                    raw_section.get("intro")))
+        rules = []
+        for raw in data.get("rules") or []:
+            rule = Rule(raw.get("id", ""), raw.get("type", ""), raw.get("left", ""),
+                        raw.get("right", ""), raw.get("message", {}))
+            numeric = all(by_id.get(q) and by_id[q].type in NUMERIC for q in (rule.left, rule.right))
+            if rule.type != "lte" or not numeric:
+                problems.append(f"Regel {rule.id}: nur 'lte' zwischen zwei Zahlenfragen erlaubt")
+            rules.append(rule)
+        if not sections or not by_id:
+            problems.append("die Vorlage hat keine Fragen")
+        if problems:
+            raise InvalidInput("Die Berichtsvorlage ist fehlerhaft:", problems)
+        return cls(str(data.get("programme", "")), int(data.get("year", 0)),
+                   int(data.get("version", 1)), data.get("title", {}), tuple(sections),
+                   tuple(rules), data.get("intro"), by_id)
+
+
+# Reading and checking answers ---------------------------------------------------------------------
+
+def read_form(template: ReportTemplateDef, form, previous: dict | None = None) -> dict:
+    """The answers posted in ``form`` (a mapping with ``getlist``); files keep their stored id."""
+    answers = {}
+    for question in template.questions:
+        if question.type == "file":
+            kept = form.get(question.id + "__keep") or (previous or {}).get(question.id)
+            if kept and form.get(question.id + "__remove") != "1":
+                answers[question.id] = str(kept)
+            continue
+        if question.type == "multiple_choice":
+            answers[question.id] = [v[:200] for v in form.getlist(question.id)][:50]
+            continue
+        answers[question.id] = (form.get(question.id) or "").replace("\r\n", "\n")[:FIELD_LIMIT + 1]
+        if question.type not in ("long_text",):
+            answers[question.id] = answers[question.id].strip()
+    return answers
+
+
+def parse_number(raw: str) -> Decimal | None:
+    """German or English notation: "12,5", "12.5", "1.234" (thousands), "1 234"."""
+    text = raw.strip().replace("\u202f", "").replace(" ", "")
+    if not text:
+        return None
+    if "," in text:
+        text = text.replace(".", "").replace(",", ".")
+    elif re.fullmatch(r"-?\d{1,3}(\.\d{3})+", text):
+        text = text.replace(".", "")
+    if not re.fullmatch(r"-?\d+(\.\d+)?", text):
+        raise ValueError(raw)
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(raw) from None
+
+
+def parse_date(raw: str) -> date | None:
+    text = raw.strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text)
+    if match:
+        day, month, year = map(int, match.groups())
+        return date(year, month, day)
+    return date.fromisoformat(text)
+
+
+def _check_one(question: Question, raw, language: str) -> str | None:
+    if question.type == "multiple_choice":
+        valid = {o["value"] for o in question.options}
+        return None if all(v in valid for v in raw or []) else message("bad_option", language)
+    if not raw:
+        return None
+    if question.type in NUMERIC:
+        try:
+            value = parse_number(raw)
+        except ValueError:
+            return message("not_count" if question.type == "count" else "not_number", language)
+        exponent = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0
+        if question.type == "count" and exponent:
+            return message("not_count", language)
+        if exponent > question.allowed_decimals:
+            return message("decimals", language, n=question.allowed_decimals)
+        low, high = question.bounds
+        if low is not None and value < Decimal(str(low)):
+            return message("min", language, n=_plain(low))
+        if high is not None and value > Decimal(str(high)):
+            return message("max", language, n=_plain(high))
+        return None
+    if question.type in ("short_text", "long_text"):
+        if len(raw) > question.length_limit:
+            return message("too_long", language, n=question.length_limit, m=len(raw))
+        return None
+    if question.type == "single_choice":
+        return None if raw in {o["value"] for o in question.options} \
+            else message("bad_option", language)
+    if question.type == "yes_no":
+        return None if raw in YES_NO else message("bad_option", language)
+    if question.type == "date":
+        try:
+            parse_date(raw)
+        except ValueError:
+            return message("bad_date", language)
+    return None
+
+
+def check(template: ReportTemplateDef, answers: dict, *, complete: bool,
+          language: str = "de") -> dict[str, str]:
+    """Field errors (question id -> message). ``complete`` adds required fields and the rules."""
+    errors = {}
+    for question in template.questions:
+        raw = answers.get(question.id)
+        problem = _check_one(question, raw, language)
+        if problem is None and complete and question.required and not raw:
+            problem = message("choose" if question.type in ("single_choice", "multiple_choice",
+                                                            "yes_no") else "required", language)
+        if problem:
+            errors[question.id] = problem
+    if complete:
+        values = numbers(template, answers)
+        for rule in template.rules:
+            left, right = values.get(rule.left), values.get(rule.right)
+            if left is not None and right is not None and left > right \
+                    and rule.left not in errors:
+                errors[rule.left] = text_in(rule.message, language)
+    return errors
+
+
+def numbers(template: ReportTemplateDef, answers: dict) -> dict[str, Decimal]:
+    values = {}
+    for question in template.questions:
+        if question.type in NUMERIC and answers.get(question.id):
+            try:
+                values[question.id] = parse_number(answers[question.id])
+            except ValueError:
+                continue
+    return values
+
+
+def jumps(template: ReportTemplateDef, answers: dict, last_year: dict | None,
+          language: str = "de") -> dict[str, str]:
+    """Big changes against last year's accepted report: questions to the partner, not errors."""
+    if not last_year:
+        return {}
+    now, before = numbers(template, answers), numbers(template, last_year)
+    warnings = {}
+    for question in template.questions:
+        if not question.compare_last_year or question.max_change is None:
+            continue
+        new, old = now.get(question.id), before.get(question.id)
+        if new is not None and old is not None and abs(new - old) > Decimal(str(question.max_change)):
+            warnings[question.id] = message("jump", language, old=display(question,
+                                                                          last_year[question.id],
+                                                                          language))
+    return warnings
+
+
+def display(question: Question, raw, language: str = "de", attachments: dict | None = None) -> str:
+    """The answer as a person reads it (review page, receipt, print)."""
+    if raw in (None, "", []):
+        return "—"
+    if question.type == "multiple_choice":
+        return ", ".join(question.option_label(v, language) for v in raw)
+    if question.type == "single_choice":
+        return question.option_label(raw, language)
+    if question.type == "yes_no":
+        return text_in(YES_NO.get(raw), language) or raw
+    if question.type == "file":
+        return (attachments or {}).get(str(raw), "—")
+    if question.type == "date":
+        try:
+            day = parse_date(raw)
+        except ValueError:
+            return raw
+        return day.strftime("%d.%m.%Y") if language == "de" else day.isoformat()
+    if question.type in NUMERIC:
+        try:
+            value = parse_number(raw)
+        except ValueError:
+            return raw
+        text = _plain(value)
+        text = text.replace(".", ",") if language == "de" else text
+        return f"{text} %" if question.type == "percentage" else text
+    return raw
+
+
+def changes(template: ReportTemplateDef, answers: dict, previous: dict | None) -> list[Question]:
+    """Questions whose answer differs from the previous report (for the review page)."""
+    if not previous:
+        return []
+    return [q for q in template.questions if q.type != "file"
+            and (answers.get(q.id) or None) != (previous.get(q.id) or None)]
+
+
+def _plain(value) -> str:
+    text = format(Decimal(str(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -1,0 +1,315 @@
+"""Use cases of the partner's report: template, drafts, submission, review, time and intent."""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from workflow.cycles import policy_of
+from workflow.errors import DomainError, InvalidInput, NotFound
+from workflow.events import EventKind
+from workflow.models import (Attachment, Cycle, ExtensionRequest, ExtensionStatus, Programme,
+                             ReportTemplate, Submission, SubmissionState)
+from workflow.policy import Audience, effective_deadline
+from workflow.report_form import (ReportTemplateDef, check, display, text_in)
+from workflow.states import Action, awaits_report
+from workflow.submissions import (apply_action, extend_deadline, load_submission, queue_immediate,
+                                  record)
+from workflow.uow import UnitOfWork
+
+
+class DraftConflict(DomainError):
+    """Someone else saved this report since the page was loaded."""
+
+
+class IncompleteReport(InvalidInput):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("Der Bericht ist noch nicht vollständig.")
+        self.errors = errors
+
+
+# Templates ---------------------------------------------------------------------------------------
+
+def load_template(uow: UnitOfWork, programme: Programme, data: dict) -> ReportTemplate:
+    """Store a template definition (checked first); the same version twice is a no-op."""
+    definition = ReportTemplateDef.from_dict(data)
+    existing = uow.session.scalars(select(ReportTemplate).where(
+        ReportTemplate.programme_id == programme.id, ReportTemplate.year == definition.year,
+        ReportTemplate.version == definition.version)).first()
+    if existing is not None:
+        if existing.definition != data:
+            raise InvalidInput(f"Version {definition.version} der Vorlage {definition.year} gibt "
+                               "es schon mit anderem Inhalt: bitte die Versionsnummer erhöhen.")
+        return existing
+    row = ReportTemplate(programme_id=programme.id, year=definition.year,
+                         version=definition.version, definition=data)
+    uow.session.add(row)
+    uow.session.flush()
+    return row
+
+
+def load_template_file(uow: UnitOfWork, programme: Programme, path: Path) -> ReportTemplate:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"Datei nicht gefunden: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path} ist kein gültiges JSON: {exc}") from None
+    return load_template(uow, programme, data)
+
+
+def template_of(uow: UnitOfWork, submission: Submission) -> ReportTemplateDef:
+    """The template a submission is written on: the one it started with, else the newest."""
+    row = uow.session.get(ReportTemplate, submission.template_id) if submission.template_id else \
+        uow.session.scalars(select(ReportTemplate).where(
+            ReportTemplate.programme_id == submission.cycle.programme_id,
+            ReportTemplate.year == submission.cycle.year)
+            .order_by(ReportTemplate.version.desc())).first()
+    if row is None:
+        raise NotFound(f"Für {submission.cycle.year} ist noch keine Berichtsvorlage hinterlegt.")
+    submission.template_id = row.id
+    return ReportTemplateDef.from_dict(row.definition)
+
+
+def previous_answers(uow: UnitOfWork, submission: Submission) -> dict | None:
+    """The partner's last accepted report of an earlier cycle (for prefill and comparison)."""
+    return uow.session.scalars(
+        select(Submission.answers).join(Cycle, Cycle.id == Submission.cycle_id)
+        .where(Submission.partner_id == submission.partner_id,
+               Submission.state == SubmissionState.ACCEPTED,
+               Cycle.year < submission.cycle.year)
+        .order_by(Cycle.year.desc()).limit(1)).first()
+
+
+def answers_for_form(uow: UnitOfWork, submission: Submission) -> tuple[dict, bool]:
+    """The draft if there is one, else last year's accepted answers; and whether prefilled."""
+    if submission.answers is not None:
+        return submission.answers, False
+    previous = previous_answers(uow, submission)
+    if previous:
+        template = template_of(uow, submission)
+        return {k: v for k, v in previous.items()
+                if template.question(k) and template.question(k).type != "file"}, True
+    return {}, False
+
+
+# The partner's actions ---------------------------------------------------------------------------
+
+def start_report(uow: UnitOfWork, submission_id: int, *, now: datetime, actor: str):
+    """A person chose to work on the report: recorded as 'opened' (a link click is not)."""
+    submission = load_submission(uow, submission_id, for_update=True)
+    if submission.state == SubmissionState.INVITED:
+        apply_action(uow, submission.id, Action.OPEN, now=now, actor=actor)
+    return submission
+
+
+def save_draft(uow: UnitOfWork, submission_id: int, answers: dict, *, expected_version: int,
+               now: datetime, actor: str, language: str = "de") -> dict[str, str]:
+    """Keep what was typed, whatever it is; return the field problems found so far."""
+    submission = load_submission(uow, submission_id, for_update=True)
+    if submission.version != expected_version:
+        raise DraftConflict("Der Bericht wurde inzwischen von jemand anderem gespeichert.")
+    template = template_of(uow, submission)
+    apply_action(uow, submission.id, Action.SAVE_DRAFT, now=now, actor=actor, answers=answers)
+    return check(template, answers, complete=False, language=language)
+
+
+def submit_report(uow: UnitOfWork, submission_id: int, *, expected_version: int, now: datetime,
+                  actor: str, language: str = "de") -> Submission:
+    submission = load_submission(uow, submission_id, for_update=True)
+    if submission.version != expected_version:
+        raise DraftConflict("Der Bericht wurde inzwischen von jemand anderem gespeichert.")
+    if not awaits_report(submission.state):
+        raise InvalidInput("Dieser Bericht ist bereits eingereicht.")
+    errors = check(template_of(uow, submission), submission.answers or {}, complete=True,
+                   language=language)
+    if errors:
+        raise IncompleteReport(errors)
+    submission.paused_until = None
+    return apply_action(uow, submission.id, Action.SUBMIT, now=now, actor=actor)
+
+
+ALLOWED_UPLOADS = {
+    "application/pdf": b"%PDF-",
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": b"PK\x03\x04",
+}
+
+
+def add_attachment(uow: UnitOfWork, submission_id: int, question_id: str, *, filename: str,
+                   content_type: str, data: bytes, storage: Path, now: datetime,
+                   actor: str, language: str = "de") -> Attachment:
+    """Check size and type (by content, not by name), store under a random name, record it."""
+    submission = load_submission(uow, submission_id)
+    question = template_of(uow, submission).question(question_id)
+    if question is None or question.type != "file":
+        raise InvalidInput("Unbekanntes Dateifeld.")
+    accepted = [t for t in (question.accept or ALLOWED_UPLOADS) if t in ALLOWED_UPLOADS]
+    kind = next((t for t in accepted if data.startswith(ALLOWED_UPLOADS[t])), None)
+    if len(data) > question.max_bytes:
+        raise InvalidInput({"de": f"Die Datei ist zu groß (höchstens "
+                                  f"{question.max_bytes // (1024 * 1024)} MB).",
+                            "en": f"The file is too large (at most "
+                                  f"{question.max_bytes // (1024 * 1024)} MB)."}[language])
+    if not data or kind is None:
+        raise InvalidInput({"de": "Dieser Dateityp ist nicht erlaubt (erlaubt: PDF, DOCX, PNG, "
+                                  "JPEG).",
+                            "en": "This file type is not allowed (allowed: PDF, DOCX, PNG, "
+                                  "JPEG)."}[language])
+    key = secrets.token_hex(16)
+    storage.mkdir(parents=True, exist_ok=True)
+    (storage / key).write_bytes(data)
+    safe_name = "".join(c for c in Path(filename or "datei").name if c.isprintable())[:200]
+    attachment = Attachment(submission_id=submission.id, question_id=question_id,
+                            filename=safe_name or "datei", content_type=kind, size=len(data),
+                            sha256=hashlib.sha256(data).hexdigest(), storage_key=key,
+                            created_at=now)
+    uow.session.add(attachment)
+    uow.session.flush()
+    record(uow, submission, EventKind.ATTACHMENT_ADDED, now, actor, question=question_id,
+           size=len(data), type=kind)
+    return attachment
+
+
+def attachment_names(uow: UnitOfWork, submission_id: int) -> dict[str, str]:
+    return {str(a.id): a.filename for a in uow.session.scalars(
+        select(Attachment).where(Attachment.submission_id == submission_id))}
+
+
+def request_extension(uow: UnitOfWork, submission_id: int, *, reason: str, proposed_due: date,
+                      now: datetime, actor: str) -> ExtensionRequest:
+    submission = load_submission(uow, submission_id, for_update=True)
+    if not awaits_report(submission.state):
+        raise InvalidInput("Für einen eingereichten Bericht ist keine Verlängerung nötig.")
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 2000:
+        raise InvalidInput("Bitte nennen Sie einen Grund (höchstens 2000 Zeichen).")
+    if proposed_due <= submission.due_on:
+        raise InvalidInput(f"Das gewünschte Datum muss nach der jetzigen Frist "
+                           f"({submission.due_on:%d.%m.%Y}) liegen.")
+    if (proposed_due - submission.due_on).days > 366:
+        raise InvalidInput("Eine Verlängerung um mehr als ein Jahr ist nicht möglich.")
+    request = ExtensionRequest(submission_id=submission.id, reason=reason,
+                               proposed_due=proposed_due, created_at=now)
+    uow.session.add(request)
+    uow.session.flush()
+    record(uow, submission, EventKind.EXTENSION_REQUESTED, now, actor,
+           proposed_due=proposed_due.isoformat(), request_id=request.id)
+    _queue(uow, submission, "extension_request", now, key=f"s{submission.id}:ext{request.id}",
+           audience=Audience.COORDINATORS,
+           payload={"request_id": request.id, "reason": reason,
+                    "proposed_due": proposed_due.isoformat()})
+    return request
+
+
+def decide_extension(uow: UnitOfWork, request_id: int, *, grant: bool, now: datetime,
+                     actor: str, new_due: date | None = None, comment: str = ""):
+    request = uow.session.get(ExtensionRequest, request_id)
+    if request is None:
+        raise NotFound(f"Antrag {request_id} gibt es nicht.")
+    if request.status != ExtensionStatus.PENDING:
+        raise InvalidInput(f"Über Antrag {request_id} wurde schon entschieden ({request.status}).")
+    submission = load_submission(uow, request.submission_id, for_update=True)
+    request.status = ExtensionStatus.GRANTED if grant else ExtensionStatus.REFUSED
+    request.decided_at, request.decided_by, request.decision_comment = now, actor, comment
+    if grant:
+        extend_deadline(uow, submission.id, new_due or request.proposed_due, now=now, actor=actor,
+                        reason=request.reason)
+    else:
+        record(uow, submission, EventKind.EXTENSION_REFUSED, now, actor, comment=comment,
+               request_id=request.id)
+    _queue(uow, submission, "extension_decision", now,
+           key=f"s{submission.id}:ext{request.id}:decision",
+           payload={"granted": grant, "decision_comment": comment})
+    return request
+
+
+def declare_intent(uow: UnitOfWork, submission_id: int, *, intent: str, now: datetime,
+                   actor: str, until: date | None = None, reason: str = ""):
+    """"We will submit by DATE" pauses reminders until then; "we cannot report" tells coordinators."""
+    submission = load_submission(uow, submission_id, for_update=True)
+    if not awaits_report(submission.state):
+        raise InvalidInput("Dieser Bericht ist bereits eingereicht.")
+    reason = (reason or "").strip()[:2000]
+    if intent == "will_submit_by":
+        if until is None or until <= now.date():
+            raise InvalidInput("Bitte nennen Sie ein Datum in der Zukunft.")
+        policy = policy_of(submission.cycle.programme)
+        if (until - effective_deadline(policy, submission.due_on)).days > 90:
+            raise InvalidInput("Das Datum liegt zu weit nach der Frist: bitte beantragen Sie eine "
+                               "Fristverlängerung.")
+        submission.paused_until = until
+    elif intent == "cannot_report":
+        if not reason:
+            raise InvalidInput("Bitte nennen Sie den Grund.")
+    else:
+        raise InvalidInput("Unbekannte Angabe.")
+    record(uow, submission, EventKind.INTENT_DECLARED, now, actor, intent=intent,
+           until=until.isoformat() if until else None, reason=reason)
+    uow.session.flush()
+    _queue(uow, submission, "intent_notice", now,
+           key=f"s{submission.id}:intent:{secrets.token_hex(6)}", audience=Audience.COORDINATORS,
+           payload={"intent": intent, "intent_date": until.isoformat() if until else None,
+                    "reason": reason})
+    return submission
+
+
+def return_report(uow: UnitOfWork, submission_id: int, *, comments: dict[str, str],
+                  now: datetime, actor: str) -> Submission:
+    """A coordinator sends the report back with comments; the partner is mailed, the ladder resumes."""
+    comments = {k: v.strip() for k, v in comments.items() if v and v.strip()}
+    if not comments:
+        raise InvalidInput("Bitte geben Sie mindestens einen Kommentar an.")
+    submission = load_submission(uow, submission_id, for_update=True)
+    template = template_of(uow, submission)
+    unknown = [k for k in comments if k != "_general" and template.question(k) is None]
+    if unknown:
+        raise InvalidInput(f"Unbekannte Fragen: {', '.join(unknown)}")
+    apply_action(uow, submission.id, Action.RETURN, now=now, actor=actor,
+                 comments=sorted(comments))
+    submission.review_comments = comments
+    from workflow.cycles import plan_rungs_for_submission
+    plan_rungs_for_submission(uow, submission, policy_of(submission.cycle.programme), after=now)
+    _queue(uow, submission, "returned", now, key=f"s{submission.id}:returned:v{submission.version}")
+    return submission
+
+
+def accept_report(uow: UnitOfWork, submission_id: int, *, now: datetime, actor: str):
+    submission = apply_action(uow, submission_id, Action.ACCEPT, now=now, actor=actor)
+    submission.review_comments = None
+    return submission
+
+
+def _queue(uow, submission, email, now, *, key, audience=Audience.CONTACT, payload=None):
+    notification = queue_immediate(uow, submission, email, email, now, key=key, audience=audience)
+    notification.payload = payload
+    return notification
+
+
+# What mails about a report show ------------------------------------------------------------------
+
+def answer_sections(uow: UnitOfWork, submission: Submission, language: str) -> list[dict]:
+    try:
+        template = template_of(uow, submission)
+    except NotFound:
+        return []
+    answers = submission.answers or {}
+    files = attachment_names(uow, submission.id)
+    return [{"title": text_in(section.title, language),
+             "items": [{"label": text_in(q.label, language),
+                        "value": display(q, answers.get(q.id), language, files)}
+                       for q in section.questions]}
+            for section in template.sections]
+
+
+def comment_labels(uow: UnitOfWork, submission: Submission, language: str) -> dict[str, str]:
+    try:
+        template = template_of(uow, submission)
+    except NotFound:
+        return {}
+    return {q.id: text_in(q.label, language) for q in template.questions}
