@@ -16,6 +16,7 @@ from reportcycles.settings import PROJECT_ROOT, Settings
 from workflow.errors import DomainError, InvalidInput
 
 DEMO_CSV = PROJECT_ROOT / "reportcycles" / "data" / "demo_partners.csv"
+DEMO_TEMPLATE = PROJECT_ROOT / "reportcycles" / "data" / "report_templates" / "nrw-vielfalt-2027.json"
 
 
 def _parse_date(value: str) -> date:
@@ -76,6 +77,33 @@ def build_parser() -> argparse.ArgumentParser:
     policy_set = policy.add_parser("set", help="load the policy from a TOML or JSON file")
     policy_set.add_argument("file", type=Path)
 
+    templates = sub.add_parser("templates", help="report templates").add_subparsers(
+        dest="templates_command", required=True)
+    load = templates.add_parser("load", help="load a report template (JSON) into the database")
+    load.add_argument("file", type=Path)
+
+    reports = sub.add_parser("reports", help="coordinators' decisions on reports").add_subparsers(
+        dest="reports_command", required=True)
+    ret = reports.add_parser("return", help="return a report for revision, with comments")
+    ret.add_argument("--year", type=int, required=True)
+    ret.add_argument("--partner", required=True)
+    ret.add_argument("--comment", default="", help="a general comment")
+    ret.add_argument("--field", action="append", default=[], metavar="QUESTION=COMMENT")
+    acc = reports.add_parser("accept", help="accept a submitted report")
+    acc.add_argument("--year", type=int, required=True)
+    acc.add_argument("--partner", required=True)
+
+    extensions = sub.add_parser("extensions", help="extension requests").add_subparsers(
+        dest="extensions_command", required=True)
+    extensions.add_parser("list", help="pending requests")
+    decide = extensions.add_parser("decide", help="grant or refuse a request")
+    decide.add_argument("request_id", type=int)
+    choice = decide.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--grant", action="store_true")
+    choice.add_argument("--refuse", action="store_true")
+    decide.add_argument("--due", type=_parse_date, help="another date than the one asked for")
+    decide.add_argument("--comment", default="")
+
     sub.add_parser("relay", help="re-dispatch outbox rows a crash left behind")
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=2)
@@ -127,6 +155,7 @@ def cmd_demo(args, settings):
     from workflow.models import Cycle, utcnow
     from workflow.partners import ensure_programme, import_partners
     from workflow.policy import ReportingPolicy
+    from workflow.reporting import load_template_file
 
     upgrade(settings.database_url)
     services = _services(settings, "none")
@@ -138,6 +167,7 @@ def cmd_demo(args, settings):
         programme = ensure_programme(uow, policy=policy,
                                      coordinator_emails=settings.coordinator_emails)
         result = import_partners(uow, programme, DEMO_CSV.read_text(encoding="utf-8"))
+        load_template_file(uow, programme, DEMO_TEMPLATE)
         if uow.session.scalar(select(Cycle.id).where(Cycle.programme_id == programme.id,
                                                      Cycle.year == args.year)):
             print(f"Demo: {result.created + result.updated} Partner; Zyklus {args.year} besteht.")
@@ -284,6 +314,77 @@ def _as_toml(data: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_templates(args, settings):
+    from workflow.cycles import get_programme
+    from workflow.reporting import load_template_file
+    services = _services(settings, "none")
+    with services.database.unit_of_work() as uow:
+        row = load_template_file(uow, get_programme(uow), args.file)
+        uow.commit()
+        print(f"Berichtsvorlage {row.year} Version {row.version} geladen.")
+
+
+def _submission_of(uow, year, partner_name):
+    from workflow.cycles import find_cycle, get_programme
+    from workflow.models import Partner, Submission
+    cycle = find_cycle(uow, get_programme(uow), year)
+    matches = uow.session.execute(
+        select(Submission.id, Partner.name).join(Partner, Partner.id == Submission.partner_id)
+        .where(Submission.cycle_id == cycle.id, Partner.name.ilike(f"%{partner_name}%"))).all()
+    exact = [m for m in matches if m.name.casefold() == partner_name.casefold()]
+    matches = exact or matches
+    if len(matches) != 1:
+        names = ", ".join(m.name for m in matches[:10]) or "keiner"
+        raise InvalidInput(f"'{partner_name}' passt zu {len(matches)} Partnern ({names}).")
+    return matches[0].id
+
+
+def cmd_reports(args, settings):
+    from workflow.models import utcnow
+    from workflow.reporting import accept_report, return_report
+    services = _services(settings)
+    with services.database.unit_of_work() as uow:
+        submission_id = _submission_of(uow, args.year, args.partner)
+        if args.reports_command == "accept":
+            accept_report(uow, submission_id, now=utcnow(), actor="cli")
+            uow.commit()
+            print("Bericht angenommen.")
+            return
+        comments = {"_general": args.comment} if args.comment else {}
+        for item in args.field:
+            question, sep, text = item.partition("=")
+            if not sep:
+                raise InvalidInput(f"--field erwartet FRAGE=KOMMENTAR, nicht '{item}'.")
+            comments[question.strip()] = text
+        return_report(uow, submission_id, comments=comments, now=utcnow(), actor="cli")
+        uow.commit()
+    print("Bericht zur Überarbeitung zurückgegeben; der Partner wird benachrichtigt.")
+
+
+def cmd_extensions(args, settings):
+    from workflow.models import ExtensionRequest, Partner, Submission, utcnow
+    from workflow.reporting import decide_extension
+    services = _services(settings)
+    with services.database.unit_of_work() as uow:
+        if args.extensions_command == "list":
+            rows = uow.session.execute(
+                select(ExtensionRequest.id, Partner.name, Submission.due_on,
+                       ExtensionRequest.proposed_due, ExtensionRequest.reason)
+                .join(Submission, Submission.id == ExtensionRequest.submission_id)
+                .join(Partner, Partner.id == Submission.partner_id)
+                .where(ExtensionRequest.status == "pending").order_by(ExtensionRequest.id)).all()
+            for row in rows:
+                print(f"{row.id:>5}  {row.name}: {row.due_on:%d.%m.%Y} → "
+                      f"{row.proposed_due:%d.%m.%Y}  {row.reason}")
+            if not rows:
+                print("Keine offenen Anträge.")
+            return
+        decide_extension(uow, args.request_id, grant=args.grant, new_due=args.due,
+                         comment=args.comment, now=utcnow(), actor="cli")
+        uow.commit()
+    print("Entscheidung gespeichert; der Partner wird benachrichtigt.")
+
+
 def cmd_relay(args, settings):
     from tasks.scheduler import relay_outbox
     ids = relay_outbox(_services(settings))
@@ -317,7 +418,8 @@ def _redact(url: str) -> str:
 
 
 COMMANDS = {"init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
-            "sweep": cmd_sweep, "preview": cmd_preview, "policy": cmd_policy, "relay": cmd_relay, "worker": cmd_worker,
+            "sweep": cmd_sweep, "preview": cmd_preview, "policy": cmd_policy, "templates": cmd_templates,
+            "reports": cmd_reports, "extensions": cmd_extensions, "relay": cmd_relay, "worker": cmd_worker,
             "scheduler": cmd_scheduler, "serve": cmd_serve, "run": cmd_run}
 
 if __name__ == "__main__":

@@ -1,12 +1,28 @@
 """Flask app factory: one blueprint per audience; views parse, call a use case, redirect."""
 from __future__ import annotations
 
-from flask import Flask, render_template
+from pathlib import Path
+
+from flask import Flask, g, redirect, render_template, request, session
+from flask_babel import Babel
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from reportcycles.settings import Settings
+from web.ratelimit import SlidingWindowLimit
+from workflow.errors import DomainError
 
 csrf = CSRFProtect()
+babel = Babel()
+LANGUAGES = ("de", "en")
+
+
+def select_locale():
+    """The page's language: chosen on the page, else the contact's, else German."""
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    return getattr(g, "contact_language", None) or "de"
 
 
 def create_app(settings: Settings | None = None, services=None) -> Flask:
@@ -17,11 +33,30 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     if services is None:
         services = build(settings, "inline" if settings.embedded else "celery")
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=12 * 1024 * 1024,
                       WTF_CSRF_TIME_LIMIT=None, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["reportcycles"] = services
+    app.extensions["token_limit"] = SlidingWindowLimit(limit=120, seconds=60)
     csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale, default_locale="de",
+                   default_translation_directories=str(Path(__file__).parent / "translations"))
+
+    @app.post("/language")
+    def switch_language():
+        language = request.form.get("lang")
+        if language in LANGUAGES:
+            session["lang"] = language
+        target = request.form.get("next") or "/"
+        return redirect(target if target.startswith("/") and not target.startswith("//") else "/",
+                        303)
+    from flask_babel import get_locale
+
+    from reportcycles.mail import format_date
+    from workflow.report_form import display
+    app.jinja_env.globals.update(get_locale=get_locale, display=display)
+    app.jinja_env.filters["fdate"] = lambda day: format_date(day, str(get_locale() or "de")) \
+        if day else ""
     app.register_blueprint(public.bp)
     app.register_blueprint(partner.bp)
     if settings.maildir is not None:
@@ -32,8 +67,8 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
         # The personal link is in the URL: it must not leak to other sites via Referer.
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-            "form-action 'self'; base-uri 'none'")
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -41,14 +76,18 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
         return render_template("error.html", title=title, message=message), status
 
     app.register_error_handler(404, lambda e: error_page(
-        404, "Seite nicht gefunden", "Diese Adresse gibt es nicht. Bitte prüfen Sie den Link."))
+        404, _("Seite nicht gefunden"), _("Diese Adresse gibt es nicht. Bitte prüfen Sie den "
+                                          "Link.")))
     app.register_error_handler(405, lambda e: error_page(
-        405, "Nicht erlaubt", "Diese Aktion ist hier nicht möglich."))
+        405, _("Nicht erlaubt"), _("Diese Aktion ist hier nicht möglich.")))
     app.register_error_handler(413, lambda e: error_page(
-        413, "Zu groß", "Die gesendeten Daten sind zu groß."))
+        413, _("Zu groß"), _("Die gesendeten Daten sind zu groß (höchstens 12 MB auf einmal). "
+                             "Ihr gespeicherter Entwurf ist unverändert.")))
     app.register_error_handler(CSRFError, lambda e: error_page(
-        400, "Formular abgelaufen", "Das Formular war abgelaufen oder ungültig. Bitte laden Sie "
-        "die Seite neu und versuchen Sie es noch einmal."))
+        400, _("Formular abgelaufen"), _("Das Formular war abgelaufen oder ungültig. Bitte laden "
+                                         "Sie die Seite neu und versuchen Sie es noch einmal.")))
+    app.register_error_handler(DomainError, lambda e: error_page(
+        400, _("Nicht möglich"), str(e)))
     return app
 
 

@@ -1,57 +1,305 @@
-"""The partner's page behind the personal link. Opening it changes nothing; buttons do."""
+"""The partner's pages behind the personal link. Opening a page changes nothing; buttons do."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from datetime import date
+
+from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template,
+                   request, send_file, session, url_for)
+from flask_babel import gettext as _
 
 from web import services_of
-from workflow.errors import DomainError, NotFound
-from workflow.models import utcnow
-from workflow.states import Action, awaits_report
-from workflow.submissions import LinkExpired, apply_action, submission_for_token
+from workflow.cycles import policy_of
+from workflow.errors import DomainError, InvalidInput, NotFound
+from workflow.models import Attachment, Contact, ContactRole, utcnow
+from workflow.policy import effective_deadline
+from workflow.report_form import changes, check, jumps, read_form, text_in
+from workflow.reporting import (DraftConflict, IncompleteReport, add_attachment,
+                                answers_for_form, attachment_names, declare_intent,
+                                previous_answers, request_extension, save_draft, start_report,
+                                submit_report, template_of)
+from workflow.states import awaits_report
+from workflow.submissions import LinkExpired, submission_for_token
 
 bp = Blueprint("partner", __name__, url_prefix="/r")
 
 
+@bp.before_request
+def limit_lookups():
+    limiter = current_app.extensions["token_limit"]
+    if not limiter.allow(request.remote_addr or "?"):
+        return render_template("error.html", title=_("Zu viele Anfragen"),
+                               message=_("Bitte warten Sie eine Minute und versuchen Sie es dann "
+                                         "noch einmal.")), 429
+
+
 def _load(uow, token):
     try:
-        return submission_for_token(uow, token, now=utcnow())
+        submission = submission_for_token(uow, token, now=utcnow())
     except LinkExpired:
         abort(410)
     except NotFound:
         abort(404)
+    if "lang" not in session:
+        g.contact_language = uow.session.scalars(
+            select_language(submission.partner_id)).first() or "de"
+    return submission
+
+
+def select_language(partner_id):
+    from sqlalchemy import select
+    return select(Contact.language).where(Contact.partner_id == partner_id,
+                                          Contact.role == ContactRole.REPORTING).limit(1)
+
+
+def language() -> str:
+    from flask_babel import get_locale
+    return str(get_locale() or "de")
+
+
+def _summary(uow, submission):
+    policy = policy_of(submission.cycle.programme)
+    return {"partner": submission.partner.name, "year": submission.cycle.year,
+            "programme": submission.cycle.programme.name,
+            "deadline": effective_deadline(policy, submission.due_on),
+            "state": str(submission.state), "open": awaits_report(submission.state),
+            "submitted_at": submission.submitted_at, "paused_until": submission.paused_until,
+            "comments": submission.review_comments or {}}
 
 
 @bp.get("/<token>")
 def show(token):
+    with services_of(current_app).database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        return render_template("partner.html", token=token, **_summary(uow, submission))
+
+
+@bp.post("/<token>/start")
+def start(token):
+    with services_of(current_app).database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        if not awaits_report(submission.state):
+            return redirect(url_for(".show", token=token), 303)
+        start_report(uow, submission.id, now=utcnow(), actor="partner")
+        uow.commit()
+    return redirect(url_for(".form", token=token), 303)
+
+
+def _render_form(uow, submission, token, answers, *, errors=None, prefilled=False, status=200,
+                 conflict=False):
+    template = template_of(uow, submission)
+    lang = language()
+    errors = errors or {}
+    ordered = [(q, errors[q.id]) for q in template.questions if q.id in errors]
+    return render_template(
+        "form.html", token=token, template=template, answers=answers, errors=errors,
+        error_list=ordered, lang=lang, t=lambda labels: text_in(labels, lang),
+        version=submission.version, prefilled=prefilled, conflict=conflict,
+        files=attachment_names(uow, submission.id), **_summary(uow, submission)), status
+
+
+@bp.get("/<token>/form")
+def form(token):
+    with services_of(current_app).database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        if not awaits_report(submission.state):
+            return redirect(url_for(".show", token=token), 303)
+        answers, prefilled = answers_for_form(uow, submission)
+        errors = check(template_of(uow, submission), answers, complete=False,
+                       language=language()) if submission.answers else {}
+        return _render_form(uow, submission, token, answers, errors=errors, prefilled=prefilled)
+
+
+@bp.post("/<token>/form")
+def save(token):
     services = services_of(current_app)
+    action = request.form.get("action", "save")
     with services.database.unit_of_work() as uow:
         submission = _load(uow, token)
-        view = {"partner": submission.partner.name, "year": submission.cycle.year,
-                "programme": submission.cycle.programme.name, "due_on": submission.due_on,
-                "state": str(submission.state), "can_submit": awaits_report(submission.state),
-                "submitted_at": submission.submitted_at}
-    return render_template("partner.html", token=token, **view)
+        if not awaits_report(submission.state):
+            flash(_("Dieser Bericht ist bereits eingereicht."), "error")
+            return redirect(url_for(".show", token=token), 303)
+        template = template_of(uow, submission)
+        answers = read_form(template, request.form, submission.answers)
+        errors = _store_uploads(uow, submission, template, answers, services)
+        try:
+            expected = int(request.form.get("version", "-1"))
+        except ValueError:
+            expected = -1
+        try:
+            errors.update(save_draft(uow, submission.id, answers, expected_version=expected,
+                                     now=utcnow(), actor="partner", language=language()))
+        except DraftConflict:
+            uow.session.rollback()
+            submission = _load(uow, token)
+            return _render_form(uow, submission, token, answers, conflict=True, status=409)
+        uow.commit()
+        if action == "autosave":
+            return jsonify(version=submission.version, errors=len(errors))
+        if action == "review":
+            errors = check(template, answers, complete=True, language=language())
+            if not errors:
+                return redirect(url_for(".review", token=token), 303)
+        if errors:
+            return _render_form(uow, submission, token, answers, errors=errors, status=422)
+    flash(_("Entwurf gespeichert."), "success")
+    return redirect(url_for(".form", token=token), 303)
+
+
+def _store_uploads(uow, submission, template, answers, services):
+    errors = {}
+    storage = services.settings.instance_dir / "uploads"
+    for question in template.questions:
+        upload = request.files.get(question.id)
+        if question.type != "file" or upload is None or not upload.filename:
+            continue
+        data = upload.read(question.max_bytes + 1)
+        try:
+            with uow.session.begin_nested():
+                attachment = add_attachment(
+                    uow, submission.id, question.id, filename=upload.filename,
+                    content_type=upload.mimetype or "", data=data, storage=storage, now=utcnow(),
+                    actor="partner", language=language())
+        except InvalidInput as exc:
+            errors[question.id] = str(exc)
+            continue
+        answers[question.id] = str(attachment.id)
+    return errors
+
+
+@bp.get("/<token>/review")
+def review(token):
+    with services_of(current_app).database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        if not awaits_report(submission.state):
+            return redirect(url_for(".show", token=token), 303)
+        template = template_of(uow, submission)
+        answers = submission.answers or {}
+        lang = language()
+        errors = check(template, answers, complete=True, language=lang)
+        if errors:
+            return redirect(url_for(".form", token=token), 303)
+        previous = previous_answers(uow, submission)
+        return render_template(
+            "review.html", token=token, template=template, answers=answers, lang=lang,
+            t=lambda labels: text_in(labels, lang), previous=previous,
+            changed={q.id for q in changes(template, answers, previous)},
+            warnings=jumps(template, answers, previous, lang), version=submission.version,
+            files=attachment_names(uow, submission.id), **_summary(uow, submission))
 
 
 @bp.post("/<token>/submit")
 def submit(token):
-    services = services_of(current_app)
-    with services.database.unit_of_work() as uow:
+    with services_of(current_app).database.unit_of_work() as uow:
         submission = _load(uow, token)
         try:
-            apply_action(uow, submission.id, Action.SUBMIT, now=utcnow(), actor="partner")
+            expected = int(request.form.get("version", "-1"))
+        except ValueError:
+            expected = -1
+        try:
+            submit_report(uow, submission.id, expected_version=expected, now=utcnow(),
+                          actor="partner", language=language())
+        except IncompleteReport:
+            flash(_("Der Bericht ist noch nicht vollständig. Bitte ergänzen Sie die markierten "
+                    "Felder."), "error")
+            return redirect(url_for(".form", token=token), 303)
+        except DraftConflict:
+            flash(_("Der Bericht wurde inzwischen von jemand anderem geändert. Bitte prüfen Sie "
+                    "ihn noch einmal."), "error")
+            return redirect(url_for(".review", token=token), 303)
         except DomainError as exc:
             flash(str(exc), "error")
             return redirect(url_for(".show", token=token), 303)
         uow.commit()
-    flash("Vielen Dank! Ihr Bericht ist eingegangen. Eine Bestätigung kommt per E-Mail.",
-          "success")
+    flash(_("Vielen Dank! Ihr Bericht ist eingegangen. Eine Bestätigung mit Ihren Angaben kommt "
+            "per E-Mail."), "success")
     return redirect(url_for(".show", token=token), 303)
+
+
+@bp.get("/<token>/print")
+def print_view(token):
+    with services_of(current_app).database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        lang = language()
+        try:
+            template = template_of(uow, submission)
+        except NotFound:
+            abort(404)
+        return render_template(
+            "print.html", template=template, answers=submission.answers or {}, lang=lang,
+            t=lambda labels: text_in(labels, lang), files=attachment_names(uow, submission.id),
+            **_summary(uow, submission))
+
+
+@bp.get("/<token>/files/<int:attachment_id>")
+def download(token, attachment_id):
+    services = services_of(current_app)
+    with services.database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        attachment = uow.session.get(Attachment, attachment_id)
+        if attachment is None or attachment.submission_id != submission.id:
+            abort(404)
+        path = services.settings.instance_dir / "uploads" / attachment.storage_key
+        return send_file(path, mimetype=attachment.content_type, as_attachment=True,
+                         download_name=attachment.filename)
+
+
+def _parse_date(value: str) -> date | None:
+    try:
+        return date.fromisoformat((value or "").strip())
+    except ValueError:
+        return None
+
+
+@bp.route("/<token>/extension", methods=["GET", "POST"])
+def extension(token):
+    services = services_of(current_app)
+    error = None
+    with services.database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        if request.method == "POST":
+            proposed = _parse_date(request.form.get("proposed_due"))
+            try:
+                if proposed is None:
+                    raise InvalidInput(_("Bitte geben Sie ein gültiges Datum an."))
+                request_extension(uow, submission.id, reason=request.form.get("reason", ""),
+                                  proposed_due=proposed, now=utcnow(), actor="partner")
+            except InvalidInput as exc:
+                error = str(exc)
+            else:
+                uow.commit()
+                flash(_("Ihr Antrag ist eingegangen. Sie erhalten die Entscheidung per E-Mail."),
+                      "success")
+                return redirect(url_for(".show", token=token), 303)
+        return render_template("extension.html", token=token, error=error, form=request.form,
+                               **_summary(uow, submission)), 422 if error else 200
+
+
+@bp.route("/<token>/intent", methods=["GET", "POST"])
+def intent(token):
+    services = services_of(current_app)
+    error = None
+    with services.database.unit_of_work() as uow:
+        submission = _load(uow, token)
+        if request.method == "POST":
+            try:
+                declare_intent(uow, submission.id, intent=request.form.get("intent", ""),
+                               until=_parse_date(request.form.get("until")),
+                               reason=request.form.get("reason", ""), now=utcnow(),
+                               actor="partner")
+            except InvalidInput as exc:
+                error = str(exc)
+            else:
+                uow.commit()
+                flash(_("Danke für Ihre Rückmeldung. Die Koordinierungsstelle ist informiert."),
+                      "success")
+                return redirect(url_for(".show", token=token), 303)
+        return render_template("intent.html", token=token, error=error, form=request.form,
+                               **_summary(uow, submission)), 422 if error else 200
 
 
 @bp.app_errorhandler(410)
 def gone(_error):
     return render_template(
-        "error.html", title="Link abgelaufen",
-        message="Dieser Link ist nicht mehr gültig. Bitte wenden Sie sich an die Koordinierungsstelle "
-                "der Initiative, die Ihnen einen neuen Link schickt."), 410
+        "error.html", title=_("Link abgelaufen"),
+        message=_("Dieser Link ist nicht mehr gültig. Bitte wenden Sie sich an die "
+                  "Koordinierungsstelle der Initiative, die Ihnen einen neuen Link schickt.")), 410

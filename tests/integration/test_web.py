@@ -9,7 +9,7 @@ from sqlalchemy import select
 from tests.integration.conftest import seed_programme
 from tests.integration.test_cycle_engine import open_2027, submission_ids
 from web import create_app
-from workflow.models import AccessToken, Notification, NotificationStatus
+from workflow.models import AccessToken
 from workflow.submissions import issue_link_token, load_submission
 
 
@@ -35,7 +35,7 @@ def test_health_and_overview_show_the_cycle(client, services):
     assert "Berichtsjahr 2027" in page and "eingeladen" in page
 
 
-def test_opening_a_link_changes_nothing_and_submitting_stops_reminders(client, services):
+def test_opening_a_link_changes_nothing_until_a_person_starts_the_report(client, services):
     seed_programme(services, partners=1)
     open_2027(services)
     [sid] = submission_ids(services)
@@ -50,13 +50,9 @@ def test_opening_a_link_changes_nothing_and_submitting_stops_reminders(client, s
     assert load_state(services, sid) == "invited"
 
     csrf = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
-    done = client.post(f"/r/{token}/submit", data={"csrf_token": csrf}, follow_redirects=True)
-    assert "Ihr Bericht ist eingegangen" in done.get_data(as_text=True)
-    assert load_state(services, sid) == "submitted"
-    with services.database.unit_of_work() as uow:
-        left = uow.session.scalars(select(Notification.status).where(
-            Notification.submission_id == sid, Notification.rung != "receipt")).all()
-        assert set(left) == {NotificationStatus.CANCELLED}
+    started = client.post(f"/r/{token}/start", data={"csrf_token": csrf})
+    assert started.status_code == 303 and started.headers["Location"].endswith("/form")
+    assert load_state(services, sid) == "opened"  # "opened" is a person's click on a button
 
 
 def test_unknown_and_expired_links_get_friendly_pages(client, services):
