@@ -14,11 +14,12 @@ from workflow.models import Attachment, Contact, ContactRole, utcnow
 from workflow.policy import effective_deadline
 from workflow.report_form import changes, check, jumps, read_form, text_in
 from workflow.reporting import (DraftConflict, IncompleteReport, add_attachment,
-                                answers_for_form, attachment_names, declare_intent,
-                                previous_answers, request_extension, save_draft, start_report,
+                                answers_for_form, attachment_names, complete_member_part,
+                                declare_intent, member_progress, previous_answers,
+                                request_extension, save_draft, save_member_part, start_report,
                                 submit_report, template_of)
 from workflow.states import awaits_report
-from workflow.submissions import LinkExpired, submission_for_token
+from workflow.submissions import LinkExpired, resolve_link
 
 bp = Blueprint("partner", __name__, url_prefix="/r")
 
@@ -32,16 +33,19 @@ def limit_lookups():
                                          "noch einmal.")), 429
 
 
-def _load(uow, token):
+def _load(uow, token, *, lead_only=False):
+    """The submission behind the link; a member's link also sets ``g.part`` (its own part)."""
     try:
-        submission = submission_for_token(uow, token, now=utcnow())
+        submission, g.part = resolve_link(uow, token, now=utcnow())
     except LinkExpired:
         abort(410)
     except NotFound:
         abort(404)
+    if lead_only and g.part is not None:
+        abort(404)
     if "lang" not in session:
-        g.contact_language = uow.session.scalars(
-            select_language(submission.partner_id)).first() or "de"
+        partner_id = g.part.partner_id if g.part is not None else submission.partner_id
+        g.contact_language = uow.session.scalars(select_language(partner_id)).first() or "de"
     return submission
 
 
@@ -58,7 +62,12 @@ def language() -> str:
 
 def _summary(uow, submission):
     policy = policy_of(submission.cycle.programme)
-    return {"partner": submission.partner.name, "year": submission.cycle.year,
+    part = g.get("part")
+    return {"partner": part.partner.name if part else submission.partner.name,
+            "group": submission.partner.name if part else None,
+            "part_done": bool(part and part.completed_at),
+            "members": member_progress(uow, submission) if part is None else [],
+            "year": submission.cycle.year,
             "programme": submission.cycle.programme.name,
             "deadline": effective_deadline(policy, submission.due_on),
             "state": str(submission.state), "open": awaits_report(submission.state),
@@ -79,8 +88,9 @@ def start(token):
         submission = _load(uow, token)
         if not awaits_report(submission.state):
             return redirect(url_for(".show", token=token), 303)
-        start_report(uow, submission.id, now=utcnow(), actor="partner")
-        uow.commit()
+        if g.part is None:
+            start_report(uow, submission.id, now=utcnow(), actor="partner")
+            uow.commit()
     return redirect(url_for(".form", token=token), 303)
 
 
@@ -93,7 +103,8 @@ def _render_form(uow, submission, token, answers, *, errors=None, prefilled=Fals
     return render_template(
         "form.html", token=token, template=template, answers=answers, errors=errors,
         error_list=ordered, lang=lang, t=lambda labels: text_in(labels, lang),
-        version=submission.version, prefilled=prefilled, conflict=conflict,
+        version=g.part.version if g.get("part") else submission.version, prefilled=prefilled,
+        conflict=conflict,
         files=attachment_names(uow, submission.id), **_summary(uow, submission)), status
 
 
@@ -103,9 +114,12 @@ def form(token):
         submission = _load(uow, token)
         if not awaits_report(submission.state):
             return redirect(url_for(".show", token=token), 303)
-        answers, prefilled = answers_for_form(uow, submission)
+        if g.part is not None:
+            answers, prefilled, saved = g.part.answers or {}, False, g.part.answers
+        else:
+            (answers, prefilled), saved = answers_for_form(uow, submission), submission.answers
         errors = check(template_of(uow, submission), answers, complete=False,
-                       language=language()) if submission.answers else {}
+                       language=language()) if saved else {}
         return _render_form(uow, submission, token, answers, errors=errors, prefilled=prefilled)
 
 
@@ -119,22 +133,39 @@ def save(token):
             flash(_("Dieser Bericht ist bereits eingereicht."), "error")
             return redirect(url_for(".show", token=token), 303)
         template = template_of(uow, submission)
-        answers = read_form(template, request.form, submission.answers)
+        part = g.part
+        answers = read_form(template, request.form, (part or submission).answers)
         errors = _store_uploads(uow, submission, template, answers, services)
         try:
             expected = int(request.form.get("version", "-1"))
         except ValueError:
             expected = -1
         try:
-            errors.update(save_draft(uow, submission.id, answers, expected_version=expected,
-                                     now=utcnow(), actor="partner", language=language()))
+            if part is None:
+                errors.update(save_draft(uow, submission.id, answers, expected_version=expected,
+                                         now=utcnow(), actor="partner", language=language()))
+            else:
+                errors.update(save_member_part(uow, part.id, answers, expected_version=expected,
+                                               now=utcnow(), actor="member",
+                                               language=language()))
         except DraftConflict:
             uow.session.rollback()
             submission = _load(uow, token)
             return _render_form(uow, submission, token, answers, conflict=True, status=409)
+        if part is not None and action == "complete" and not errors:
+            try:
+                complete_member_part(uow, part.id, expected_version=part.version, now=utcnow(),
+                                     actor="member", language=language())
+            except IncompleteReport as incomplete:
+                errors = incomplete.errors
         uow.commit()
         if action == "autosave":
-            return jsonify(version=submission.version, errors=len(errors))
+            return jsonify(version=(part or submission).version, errors=len(errors))
+        if part is not None and action == "complete" and not errors:
+            flash(_("Danke! Ihr Teil ist als fertig gemeldet."), "success")
+            return redirect(url_for(".show", token=token), 303)
+        if action == "complete":
+            errors = errors or check(template, answers, complete=True, language=language())
         if action == "review":
             errors = check(template, answers, complete=True, language=language())
             if not errors:
@@ -169,7 +200,7 @@ def _store_uploads(uow, submission, template, answers, services):
 @bp.get("/<token>/review")
 def review(token):
     with services_of(current_app).database.unit_of_work() as uow:
-        submission = _load(uow, token)
+        submission = _load(uow, token, lead_only=True)
         if not awaits_report(submission.state):
             return redirect(url_for(".show", token=token), 303)
         template = template_of(uow, submission)
@@ -190,7 +221,7 @@ def review(token):
 @bp.post("/<token>/submit")
 def submit(token):
     with services_of(current_app).database.unit_of_work() as uow:
-        submission = _load(uow, token)
+        submission = _load(uow, token, lead_only=True)
         try:
             expected = int(request.form.get("version", "-1"))
         except ValueError:
@@ -218,7 +249,7 @@ def submit(token):
 @bp.get("/<token>/print")
 def print_view(token):
     with services_of(current_app).database.unit_of_work() as uow:
-        submission = _load(uow, token)
+        submission = _load(uow, token, lead_only=True)
         lang = language()
         try:
             template = template_of(uow, submission)
@@ -255,7 +286,7 @@ def extension(token):
     services = services_of(current_app)
     error = None
     with services.database.unit_of_work() as uow:
-        submission = _load(uow, token)
+        submission = _load(uow, token, lead_only=True)
         if request.method == "POST":
             proposed = _parse_date(request.form.get("proposed_due"))
             try:
@@ -279,7 +310,7 @@ def intent(token):
     services = services_of(current_app)
     error = None
     with services.database.unit_of_work() as uow:
-        submission = _load(uow, token)
+        submission = _load(uow, token, lead_only=True)
         if request.method == "POST":
             try:
                 declare_intent(uow, submission.id, intent=request.form.get("intent", ""),

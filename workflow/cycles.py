@@ -9,8 +9,8 @@ from sqlalchemy import String, and_, cast, func, insert, literal, select
 
 from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
-from workflow.models import (Cycle, Event, Notification, NotificationStatus, Partner, Programme,
-                             Submission, UTCDateTime)
+from workflow.models import (Cycle, Event, MemberPart, Notification, NotificationStatus, Partner,
+                             Programme, Submission, UTCDateTime)
 from workflow.policy import (PlannedRung, ReportingPolicy, effective_deadline, month_day,
                              plan_cycle_rungs, plan_submission_rungs)
 from workflow.states import SubmissionState
@@ -82,7 +82,9 @@ def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetim
         ["cycle_id", "submission_id", "kind", "at", "actor"],
         select(literal(cycle.id), Submission.id, literal(EventKind.INVITED.value), _instant(now),
                literal(actor)).where(Submission.cycle_id == cycle.id)))
-    _plan_for_cycle_submissions(uow, cycle, plan_submission_rungs(policy, opens_on, due_on), now)
+    rungs = plan_submission_rungs(policy, opens_on, due_on)
+    _plan_for_cycle_submissions(uow, cycle, rungs, now)
+    _plan_member_parts(uow, cycle, rungs[0], now)
     for rung in plan_cycle_rungs(policy, due_on):
         session.add(Notification(
             cycle_id=cycle.id, submission_id=None, dedupe_key=f"c{cycle.id}:{rung.rung}@{due_on}",
@@ -115,6 +117,28 @@ def _plan_for_cycle_submissions(uow: UnitOfWork, cycle: Cycle, rungs: list[Plann
                    literal(rung.flags_non_reporting), _instant(rung.due_at),
                    literal(NotificationStatus.PLANNED.value), literal(0), _instant(now))
             .where(Submission.cycle_id == cycle.id)))
+
+
+def _plan_member_parts(uow: UnitOfWork, cycle: Cycle, invitation: PlannedRung, now: datetime):
+    """Each active member of a group partner gets its own part and its own invitation."""
+    session = uow.session
+    session.execute(insert(MemberPart).from_select(
+        ["submission_id", "partner_id", "version"],
+        select(Submission.id, Partner.id, literal(0))
+        .join(Partner, Partner.group_id == Submission.partner_id)
+        .where(Submission.cycle_id == cycle.id, Partner.active.is_(True))))
+    session.execute(insert(Notification).from_select(
+        ["cycle_id", "submission_id", "member_part_id", "dedupe_key", "rung", "email", "audience",
+         "seq", "escalation_level", "flags_non_reporting", "due_at", "status", "attempts",
+         "created_at"],
+        select(literal(cycle.id), MemberPart.submission_id, MemberPart.id,
+               literal("m") + cast(MemberPart.id, String) + literal(":invitation"),
+               literal("member_invitation"), literal("member_invitation"),
+               literal(invitation.audience.value), literal(0), literal(0), literal(False),
+               _instant(invitation.due_at), literal(NotificationStatus.PLANNED.value), literal(0),
+               _instant(now))
+        .join(Submission, Submission.id == MemberPart.submission_id)
+        .where(Submission.cycle_id == cycle.id)))
 
 
 def ledger_key(rung: PlannedRung, due_on: date) -> str:

@@ -29,3 +29,6 @@ class EventKind(StrEnum):
     EXTENSION_REQUESTED = "extension_requested"  # the partner asked for time; payload: proposed
     EXTENSION_REFUSED = "extension_refused"  # a coordinator said no; payload: comment
     INTENT_DECLARED = "intent_declared"  # "we will submit by ..." or "we cannot report"
+    MEMBER_PART_SAVED = "member_part_saved"  # a member of a group saved its part; payload: member
+    MEMBER_PART_COMPLETED = "member_part_completed"  # a member declared its part finished
+    MEMBER_PART_REOPENED = "member_part_reopened"  # a finished member part was opened again

@@ -214,6 +214,7 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id"))
     submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"))
+    member_part_id: Mapped[int | None] = mapped_column(ForeignKey("member_part.id"))
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     rung: Mapped[str] = mapped_column(String(64))
     email: Mapped[str] = mapped_column(String(64))
@@ -285,6 +286,21 @@ class ExtensionRequest(Base):
     decision_comment: Mapped[str | None] = mapped_column(Text)
 
 
+class MemberPart(Base):
+    """A member's own part of a group partner's report (a city of the Städtekooperation)."""
+
+    __tablename__ = "member_part"
+    __table_args__ = (UniqueConstraint("submission_id", "partner_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id"))
+    answers: Mapped[dict | None] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime | None] = mapped_column()
+    partner: Mapped[Partner] = relationship()
+
+
 class AccessToken(Base):
     """A personal link: only the SHA-256 of the token is stored. Several may be valid at once."""
 
@@ -295,3 +311,5 @@ class AccessToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     notification_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"))
+    # Set for a member's link: it opens that member's part only.
+    member_part_id: Mapped[int | None] = mapped_column(ForeignKey("member_part.id"))

@@ -186,6 +186,7 @@ class DueRung:
     notification_id: int
     submission_id: int | None
     seq: int
+    member_part_id: int | None = None  # a group member's own mails form a ladder of their own
 
 
 def choose_rungs_to_send(due: list[DueRung]) -> tuple[list[int], list[int]]:
@@ -193,15 +194,16 @@ def choose_rungs_to_send(due: list[DueRung]) -> tuple[list[int], list[int]]:
 
     Cycle-level rungs (no submission) are all sent.
     """
-    latest: dict[int, DueRung] = {}
+    latest: dict[tuple[int, int | None], DueRung] = {}
     send: list[int] = []
     for rung in due:
         if rung.submission_id is None:
             send.append(rung.notification_id)
             continue
-        current = latest.get(rung.submission_id)
+        ladder = (rung.submission_id, rung.member_part_id)
+        current = latest.get(ladder)
         if current is None or rung.seq > current.seq:
-            latest[rung.submission_id] = rung
+            latest[ladder] = rung
     chosen = {r.notification_id for r in latest.values()}
     send.extend(sorted(chosen))
     skip = sorted(r.notification_id for r in due

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from workflow.cycles import policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
-from workflow.models import (Attachment, Cycle, ExtensionRequest, ExtensionStatus, Programme,
-                             ReportTemplate, Submission, SubmissionState)
+from workflow.models import (Attachment, Cycle, ExtensionRequest, ExtensionStatus, MemberPart,
+                             Programme, ReportTemplate, Submission, SubmissionState)
 from workflow.policy import Audience, effective_deadline
 from workflow.report_form import (ReportTemplateDef, check, display, text_in)
 from workflow.states import Action, awaits_report
@@ -129,6 +129,10 @@ def submit_report(uow: UnitOfWork, submission_id: int, *, expected_version: int,
                    language=language)
     if errors:
         raise IncompleteReport(errors)
+    waiting = unfinished_members(uow, submission)
+    if waiting:
+        raise InvalidInput(f"{len(waiting)} Mitglieder haben ihren Teil noch nicht fertig "
+                           f"gemeldet: {', '.join(waiting)}.")
     submission.paused_until = None
     return apply_action(uow, submission.id, Action.SUBMIT, now=now, actor=actor)
 
@@ -313,3 +317,53 @@ def comment_labels(uow: UnitOfWork, submission: Submission, language: str) -> di
     except NotFound:
         return {}
     return {q.id: text_in(q.label, language) for q in template.questions}
+
+
+# Group partners: each member fills its own part, the lead submits the whole ------------------------
+
+def _load_part(uow: UnitOfWork, part_id: int, expected_version: int) -> tuple[MemberPart, Submission]:
+    part = uow.session.scalars(select(MemberPart).where(MemberPart.id == part_id)
+                               .with_for_update()).first()
+    if part is None:
+        raise NotFound("Diesen Teil gibt es nicht.")
+    if part.version != expected_version:
+        raise DraftConflict("Dieser Teil wurde inzwischen von jemand anderem gespeichert.")
+    submission = load_submission(uow, part.submission_id)
+    if not awaits_report(submission.state):
+        raise InvalidInput("Der gemeinsame Bericht ist bereits eingereicht.")
+    return part, submission
+
+
+def save_member_part(uow: UnitOfWork, part_id: int, answers: dict, *, expected_version: int,
+                     now: datetime, actor: str, language: str = "de") -> dict[str, str]:
+    """Keep a member's input; a part changed after it was finished must be finished again."""
+    part, submission = _load_part(uow, part_id, expected_version)
+    part.answers, part.updated_at, part.completed_at = answers, now, None
+    part.version += 1
+    record(uow, submission, EventKind.MEMBER_PART_SAVED, now, actor, member=part.partner.name)
+    return check(template_of(uow, submission), answers, complete=False, language=language)
+
+
+def complete_member_part(uow: UnitOfWork, part_id: int, *, expected_version: int, now: datetime,
+                         actor: str, language: str = "de") -> MemberPart:
+    part, submission = _load_part(uow, part_id, expected_version)
+    errors = check(template_of(uow, submission), part.answers or {}, complete=True,
+                   language=language)
+    if errors:
+        raise IncompleteReport(errors)
+    part.completed_at, part.updated_at = now, now
+    part.version += 1
+    record(uow, submission, EventKind.MEMBER_PART_COMPLETED, now, actor, member=part.partner.name)
+    return part
+
+
+def member_progress(uow: UnitOfWork, submission: Submission) -> list[dict]:
+    parts = uow.session.scalars(select(MemberPart).where(MemberPart.submission_id == submission.id)
+                                .order_by(MemberPart.id)).all()
+    return [{"name": p.partner.name,
+             "state": "done" if p.completed_at else "draft" if p.answers is not None else "open",
+             "updated_at": p.updated_at} for p in parts]
+
+
+def unfinished_members(uow: UnitOfWork, submission: Submission) -> list[str]:
+    return [m["name"] for m in member_progress(uow, submission) if m["state"] != "done"]

@@ -15,7 +15,7 @@ from sqlalchemy import and_, insert, or_, select, update
 
 from workflow.cycles import policy_of
 from workflow.events import EventKind
-from workflow.models import (Contact, ContactRole, Cycle, Event, Notification,
+from workflow.models import (Contact, ContactRole, Cycle, Event, MemberPart, Notification,
                              NotificationStatus, Partner, Submission, utcnow)
 from workflow.policy import Audience, effective_deadline
 from workflow.states import AWAITING_REPORT, SubmissionState
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Rungs that are about an owed report: they must never reach a partner who is done.
 FOLLOW_UP_EMAILS = {"invitation", "reminder", "overdue_reminder", "escalation_head",
-                    "non_reporting_notice"}
+                    "non_reporting_notice", "member_invitation"}
 
 
 class TransientMailError(Exception):
@@ -264,7 +264,11 @@ def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
         context.update(_cycle_summary(uow, cycle, policy))
         context["dashboard_url"] = f"{service.base_url}/"
     else:
-        partner = session.get(Partner, submission.partner_id)
+        part = session.get(MemberPart, notification.member_part_id) \
+            if notification.member_part_id else None
+        partner = session.get(Partner, part.partner_id if part else submission.partner_id)
+        if part is not None:
+            context["group_name"] = session.get(Partner, submission.partner_id).name
         contacts = list(session.scalars(select(Contact).where(Contact.partner_id == partner.id)
                                         .order_by(Contact.id)))
         to, cc, language = _recipients(notification.audience, contacts, programme,
@@ -281,7 +285,8 @@ def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
             "contacts": [{"name": c.name, "email": c.email, "role": str(c.role)} for c in contacts],
         })
         if notification.audience is not Audience.COORDINATORS:
-            token = issue_link_token(uow, submission, notification_id=notification.id, now=as_of)
+            token = issue_link_token(uow, submission, notification_id=notification.id, now=as_of,
+                                     member_part_id=notification.member_part_id)
             context["link"] = f"{service.base_url}/r/{token}"
     if not to:
         raise PermanentMailError(f"no recipient for audience {notification.audience}")

@@ -10,8 +10,8 @@ from sqlalchemy import select, update
 from workflow.cycles import plan_rungs_for_submission, policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
-from workflow.models import (AccessToken, Event, Notification, NotificationStatus, Submission,
-                             utcnow)
+from workflow.models import (AccessToken, Event, MemberPart, Notification, NotificationStatus,
+                             Submission, utcnow)
 from workflow.policy import Audience, effective_deadline, send_instant
 from workflow.states import SETTLED, Action, awaits_report, transition
 from workflow.uow import UnitOfWork
@@ -126,7 +126,7 @@ def hash_token(token: str) -> str:
 
 
 def issue_link_token(uow: UnitOfWork, submission: Submission, *, notification_id: int | None,
-                     now: datetime) -> str:
+                     now: datetime, member_part_id: int | None = None) -> str:
     """A new random token for ``submission`` (256 bits); only its hash is stored."""
     token = secrets.token_urlsafe(32)
     policy = policy_of(submission.cycle.programme)
@@ -134,20 +134,27 @@ def issue_link_token(uow: UnitOfWork, submission: Submission, *, notification_id
         + timedelta(days=policy.link_grace_days)
     uow.session.add(AccessToken(submission_id=submission.id, token_hash=hash_token(token),
                                 created_at=now, expires_at=max(expires, now + timedelta(days=30)),
-                                notification_id=notification_id))
+                                notification_id=notification_id, member_part_id=member_part_id))
     return token
 
 
-def submission_for_token(uow: UnitOfWork, token: str, *, now: datetime) -> Submission:
+def resolve_link(uow: UnitOfWork, token: str, *, now: datetime):
+    """The submission a personal link opens, and the member part if it is a member's link."""
     if not token or len(token) > 100:
         raise NotFound("Unbekannter Link.")
-    row = uow.session.execute(select(AccessToken.submission_id, AccessToken.expires_at)
-                              .where(AccessToken.token_hash == hash_token(token))).first()
+    row = uow.session.execute(
+        select(AccessToken.submission_id, AccessToken.expires_at, AccessToken.member_part_id)
+        .where(AccessToken.token_hash == hash_token(token))).first()
     if row is None:
         raise NotFound("Unbekannter Link.")
     if row.expires_at < now:
         raise LinkExpired("Dieser Link ist abgelaufen.")
-    return load_submission(uow, row.submission_id)
+    part = uow.session.get(MemberPart, row.member_part_id) if row.member_part_id else None
+    return load_submission(uow, row.submission_id), part
+
+
+def submission_for_token(uow: UnitOfWork, token: str, *, now: datetime) -> Submission:
+    return resolve_link(uow, token, now=now)[0]
 
 
 def timeline(uow: UnitOfWork, submission_id: int) -> list[Event]:

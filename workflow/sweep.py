@@ -58,7 +58,8 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     session = uow.session
     uow.lock("sweep")
     rows = session.execute(
-        select(Notification.id, Notification.submission_id, Notification.seq, Notification.rung,
+        select(Notification.id, Notification.submission_id, Notification.member_part_id,
+               Notification.seq, Notification.rung,
                Notification.email, Notification.due_at, Notification.escalation_level,
                Notification.flags_non_reporting, Notification.cycle_id, Cycle.programme_id,
                Submission.state, Submission.escalation_level.label("current_level"), Partner.name)
@@ -88,7 +89,7 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     cancel = [r for r in rows if r.submission_id is not None and r.state not in AWAITING_REPORT]
     live = [r for r in rows if r.submission_id is None or r.state in AWAITING_REPORT]
     send_ids, skip_ids = choose_rungs_to_send(
-        [DueRung(r.id, r.submission_id, r.seq) for r in live])
+        [DueRung(r.id, r.submission_id, r.seq, r.member_part_id) for r in live])
     send_set, skip_set = set(send_ids), set(skip_ids)
     by_id = {r.id: r for r in rows}
     cycle_of = {r.submission_id: r.cycle_id for r in rows if r.submission_id is not None}

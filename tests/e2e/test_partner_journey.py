@@ -171,3 +171,43 @@ def test_partner_says_when_it_will_submit_and_the_coordinators_hear_of_it(servic
     expect(page.locator(".facts")).to_contain_text("14.05.2027")
     notice = service.wait_for_mail("intent_notice", "koordination@example.org")
     assert "Stadt Solingen" in notice.get_body(("plain",)).get_content()
+
+
+LEAD = "berichte@integration-interkommunal.example.org"
+MEMBERS = ["bochum", "dortmund", "duisburg", "essen", "gelsenkirchen", "herne", "muelheim",
+           "oberhausen", "bottrop"]
+
+
+def test_group_members_fill_their_parts_and_the_lead_submits_the_whole(service, page):
+    lead_link = open_link(page, service, LEAD)
+    progress = page.get_by_role("table", name="Stand der Mitglieder")
+    expect(progress.get_by_role("row")).to_have_count(10)
+    expect(progress).to_contain_text("noch nicht begonnen")
+    assert_accessible(page)
+    page.get_by_role("button", name="Bericht beginnen").click()
+    fill_required(page)
+    page.get_by_role("button", name="Weiter zur Prüfung").click()
+    page.get_by_role("button", name="Bericht verbindlich einreichen").click()
+    expect(page.get_by_role("alert")).to_contain_text("9 Mitglieder haben ihren Teil noch nicht")
+
+    for city in MEMBERS:
+        member_link = open_link(page, service, f"integration@{city}.example.org",
+                                rung="member_invitation")
+        expect(page.get_by_text("Ihr Teil des gemeinsamen Berichts")).to_be_visible()
+        if city == "bochum":
+            assert_accessible(page)
+            # A member's link opens its own part only, never the lead's pages.
+            assert page.request.get(member_link + "/review").status == 404
+            assert page.request.get(member_link + "/extension").status == 404
+        page.get_by_role("button", name="Teil bearbeiten").click()
+        fill_required(page)
+        page.get_by_role("button", name="Teil als fertig melden").click()
+        expect(page.get_by_role("status").first).to_contain_text("als fertig gemeldet")
+
+    page.goto(lead_link)
+    expect(progress.get_by_text("fertig gemeldet")).to_have_count(9)
+    page.get_by_role("button", name="Bericht weiter bearbeiten").click()
+    page.get_by_role("button", name="Weiter zur Prüfung").click()
+    page.get_by_role("button", name="Bericht verbindlich einreichen").click()
+    expect(page.get_by_role("status").first).to_contain_text("Ihr Bericht ist eingegangen")
+    service.wait_for_mail("receipt", LEAD)
