@@ -1,6 +1,8 @@
 """Flask app factory: one blueprint per audience; views parse, call a use case, redirect."""
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 from flask import Flask, g, redirect, render_template, request, session
@@ -15,6 +17,23 @@ from workflow.errors import DomainError
 csrf = CSRFProtect()
 babel = Babel()
 LANGUAGES = ("de", "en")
+
+
+class RedactPersonalLinks(logging.Filter):
+    """Access logs must not keep the secret part of a personal link."""
+
+    pattern = re.compile(r"/r/[A-Za-z0-9_-]{8,}")
+
+    def filter(self, record):
+        message = record.getMessage()
+        if "/r/" in message:
+            record.msg, record.args = self.pattern.sub("/r/[link]", message), ()
+        return True
+
+
+_redactor = RedactPersonalLinks()
+logging.getLogger("werkzeug").addFilter(_redactor)
+logging.getLogger("gunicorn.access").addFilter(_redactor)
 
 
 def select_locale():

@@ -293,7 +293,8 @@ def extension(token):
                 if proposed is None:
                     raise InvalidInput(_("Bitte geben Sie ein gültiges Datum an."))
                 request_extension(uow, submission.id, reason=request.form.get("reason", ""),
-                                  proposed_due=proposed, now=utcnow(), actor="partner")
+                                  proposed_due=proposed, now=utcnow(), actor="partner",
+                                  language=language())
             except InvalidInput as exc:
                 error = str(exc)
             else:
@@ -316,7 +317,7 @@ def intent(token):
                 declare_intent(uow, submission.id, intent=request.form.get("intent", ""),
                                until=_parse_date(request.form.get("until")),
                                reason=request.form.get("reason", ""), now=utcnow(),
-                               actor="partner")
+                               actor="partner", language=language())
             except InvalidInput as exc:
                 error = str(exc)
             else:

@@ -22,6 +22,38 @@ from workflow.submissions import (apply_action, extend_deadline, load_submission
 from workflow.uow import UnitOfWork
 
 
+# What the partner is told when a request is refused, in the page's language.
+PARTNER_MESSAGES = {
+    "already_submitted": ("Dieser Bericht ist bereits eingereicht.",
+                          "This report has already been submitted."),
+    "members_missing": ("{n} Mitglieder haben ihren Teil noch nicht fertig gemeldet: {names}.",
+                        "{n} members have not yet marked their part as finished: {names}."),
+    "no_extension_needed": ("Für einen eingereichten Bericht ist keine Verlängerung nötig.",
+                            "A submitted report needs no extension."),
+    "reason_needed": ("Bitte nennen Sie einen Grund (höchstens 2000 Zeichen).",
+                      "Please give a reason (at most 2000 characters)."),
+    "after_deadline": ("Das gewünschte Datum muss nach der jetzigen Frist ({due}) liegen.",
+                       "The date you ask for must be after the current deadline ({due})."),
+    "too_long_extension": ("Eine Verlängerung um mehr als ein Jahr ist nicht möglich.",
+                           "An extension of more than a year is not possible."),
+    "future_date": ("Bitte nennen Sie ein Datum in der Zukunft.",
+                    "Please give a date in the future."),
+    "too_far": ("Das Datum liegt zu weit nach der Frist: bitte beantragen Sie eine "
+                "Fristverlängerung.",
+                "The date is too far after the deadline: please request an extension."),
+    "reason_missing": ("Bitte nennen Sie den Grund.", "Please give the reason."),
+    "unknown_intent": ("Unbekannte Angabe.", "Unknown choice."),
+    "group_submitted": ("Der gemeinsame Bericht ist bereits eingereicht.",
+                        "The joint report has already been submitted."),
+}
+
+
+def _t(key: str, language: str, **values) -> str:
+    german, english = PARTNER_MESSAGES[key]
+    return (english if language == "en" else german).format(**values)
+
+
+
 class DraftConflict(DomainError):
     """Someone else saved this report since the page was loaded."""
 
@@ -124,15 +156,15 @@ def submit_report(uow: UnitOfWork, submission_id: int, *, expected_version: int,
     if submission.version != expected_version:
         raise DraftConflict("Der Bericht wurde inzwischen von jemand anderem gespeichert.")
     if not awaits_report(submission.state):
-        raise InvalidInput("Dieser Bericht ist bereits eingereicht.")
+        raise InvalidInput(_t("already_submitted", language))
     errors = check(template_of(uow, submission), submission.answers or {}, complete=True,
                    language=language)
     if errors:
         raise IncompleteReport(errors)
     waiting = unfinished_members(uow, submission)
     if waiting:
-        raise InvalidInput(f"{len(waiting)} Mitglieder haben ihren Teil noch nicht fertig "
-                           f"gemeldet: {', '.join(waiting)}.")
+        raise InvalidInput(_t("members_missing", language, n=len(waiting),
+                              names=", ".join(waiting)))
     submission.paused_until = None
     return apply_action(uow, submission.id, Action.SUBMIT, now=now, actor=actor)
 
@@ -186,18 +218,18 @@ def attachment_names(uow: UnitOfWork, submission_id: int) -> dict[str, str]:
 
 
 def request_extension(uow: UnitOfWork, submission_id: int, *, reason: str, proposed_due: date,
-                      now: datetime, actor: str) -> ExtensionRequest:
+                      now: datetime, actor: str, language: str = "de") -> ExtensionRequest:
     submission = load_submission(uow, submission_id, for_update=True)
     if not awaits_report(submission.state):
-        raise InvalidInput("Für einen eingereichten Bericht ist keine Verlängerung nötig.")
+        raise InvalidInput(_t("no_extension_needed", language))
     reason = (reason or "").strip()
     if not reason or len(reason) > 2000:
-        raise InvalidInput("Bitte nennen Sie einen Grund (höchstens 2000 Zeichen).")
+        raise InvalidInput(_t("reason_needed", language))
     if proposed_due <= submission.due_on:
-        raise InvalidInput(f"Das gewünschte Datum muss nach der jetzigen Frist "
-                           f"({submission.due_on:%d.%m.%Y}) liegen.")
+        raise InvalidInput(_t("after_deadline", language, due=submission.due_on.strftime(
+            "%d.%m.%Y" if language != "en" else "%Y-%m-%d")))
     if (proposed_due - submission.due_on).days > 366:
-        raise InvalidInput("Eine Verlängerung um mehr als ein Jahr ist nicht möglich.")
+        raise InvalidInput(_t("too_long_extension", language))
     request = ExtensionRequest(submission_id=submission.id, reason=reason,
                                proposed_due=proposed_due, created_at=now)
     uow.session.add(request)
@@ -234,25 +266,24 @@ def decide_extension(uow: UnitOfWork, request_id: int, *, grant: bool, now: date
 
 
 def declare_intent(uow: UnitOfWork, submission_id: int, *, intent: str, now: datetime,
-                   actor: str, until: date | None = None, reason: str = ""):
+                   actor: str, until: date | None = None, reason: str = "", language: str = "de"):
     """"We will submit by DATE" pauses reminders until then; "we cannot report" tells coordinators."""
     submission = load_submission(uow, submission_id, for_update=True)
     if not awaits_report(submission.state):
-        raise InvalidInput("Dieser Bericht ist bereits eingereicht.")
+        raise InvalidInput(_t("already_submitted", language))
     reason = (reason or "").strip()[:2000]
     if intent == "will_submit_by":
         if until is None or until <= now.date():
-            raise InvalidInput("Bitte nennen Sie ein Datum in der Zukunft.")
+            raise InvalidInput(_t("future_date", language))
         policy = policy_of(submission.cycle.programme)
         if (until - effective_deadline(policy, submission.due_on)).days > 90:
-            raise InvalidInput("Das Datum liegt zu weit nach der Frist: bitte beantragen Sie eine "
-                               "Fristverlängerung.")
+            raise InvalidInput(_t("too_far", language))
         submission.paused_until = until
     elif intent == "cannot_report":
         if not reason:
-            raise InvalidInput("Bitte nennen Sie den Grund.")
+            raise InvalidInput(_t("reason_missing", language))
     else:
-        raise InvalidInput("Unbekannte Angabe.")
+        raise InvalidInput(_t("unknown_intent", language))
     record(uow, submission, EventKind.INTENT_DECLARED, now, actor, intent=intent,
            until=until.isoformat() if until else None, reason=reason)
     uow.session.flush()
@@ -330,7 +361,7 @@ def _load_part(uow: UnitOfWork, part_id: int, expected_version: int) -> tuple[Me
         raise DraftConflict("Dieser Teil wurde inzwischen von jemand anderem gespeichert.")
     submission = load_submission(uow, part.submission_id)
     if not awaits_report(submission.state):
-        raise InvalidInput("Der gemeinsame Bericht ist bereits eingereicht.")
+        raise InvalidInput(_t("group_submitted", "de"))
     return part, submission
 
 

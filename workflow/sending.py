@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from workflow.submissions import issue_link_token, record
 from workflow.uow import Database, UnitOfWork
 
 log = logging.getLogger(__name__)
+EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")  # kept out of logs
 
 # Rungs that are about an owed report: they must never reach a partner who is done.
 FOLLOW_UP_EMAILS = {"invitation", "reminder", "overdue_reminder", "escalation_head",
@@ -222,7 +224,7 @@ def _mark_failure(uow, service, notification, error, *, permanent, wall, report)
         report.retrying.append(notification.id)
     log.warning("mail %s not sent (%s): %s", notification.id,
                 "failed" if notification.status == NotificationStatus.FAILED else "will retry",
-                error)
+                EMAIL_ADDRESS.sub("<address>", error))
 
 
 def relay(uow: UnitOfWork, *, lease_seconds: int, limit: int = 5000) -> list[int]:

@@ -211,3 +211,21 @@ def test_group_members_fill_their_parts_and_the_lead_submits_the_whole(service, 
     page.get_by_role("button", name="Bericht verbindlich einreichen").click()
     expect(page.get_by_role("status").first).to_contain_text("Ihr Bericht ist eingegangen")
     service.wait_for_mail("receipt", LEAD)
+
+
+def test_english_contact_gets_the_pages_in_english_and_can_switch(service, page):
+    link = open_link(page, service, "wdr.example.org")  # the WDR contact reads English
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Report 2027")
+    page.get_by_role("button", name="Start the report").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("2027 annual report")
+    page.get_by_role("button", name=re.compile("Continue to review")).click()
+    expect(page.locator("#error-summary")).to_contain_text("Please fill in this field.")
+    assert_accessible(page)
+    page.get_by_role("button", name="Deutsch").click()
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    page.goto(link + "/extension")
+    page.get_by_label("Gewünschte neue Frist").fill("2020-01-01")
+    page.get_by_label("Grund").fill("Test")
+    page.get_by_role("button", name="Antrag senden").click()
+    expect(page.get_by_role("alert")).to_contain_text("nach der jetzigen Frist")

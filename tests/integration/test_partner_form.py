@@ -210,3 +210,71 @@ def test_extension_request_and_intent_reach_the_coordinators(partner):
             Event.kind == "intent_declared")) == 1
         assert uow.session.scalar(select(func.count()).select_from(Notification).where(
             Notification.rung == "intent_notice")) == 1
+
+
+def test_guessing_links_is_slowed_down(partner):
+    p = partner
+    statuses = [p["client"].get(f"/r/guess{n:04d}guess").status_code for n in range(125)]
+    assert statuses[:120] == [404] * 120 and statuses[-1] == 429
+
+
+def test_personal_links_and_addresses_stay_out_of_the_logs(partner, caplog):
+    import logging
+    p = partner
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("werkzeug").info('127.0.0.1 - - "GET /r/%s/form HTTP/1.1" 200 -',
+                                           p["token"])
+        p["smtp"].refuse_recipients = {"p0@example.org": "550 no such user",
+                                       "p1@example.org": "550 no such user"}
+        post_form(p, VALID_ANSWERS, action="review")
+        review = p["client"].get(f"/r/{p['token']}/review").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', review).group(1)
+        version = re.search(r'name="version" value="(\d+)"', review).group(1)
+        p["client"].post(f"/r/{p['token']}/submit", data={"csrf_token": csrf, "version": version})
+    ours = ("werkzeug", "workflow", "tasks", "web", "reportcycles")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(ours))
+    assert "not sent" in text  # the refused receipt was logged ...
+    assert p["token"] not in text and "@example.org" not in text  # ... without link or address
+
+
+def test_last_years_accepted_report_prefills_and_changes_are_shown(services, smtp):
+    from datetime import date
+
+    from tests.integration.conftest import berlin
+    from workflow.cycles import open_cycle
+    from workflow.reporting import accept_report
+    from workflow.states import Action
+    from workflow.submissions import apply_action
+    seed_programme(services, partners=1)
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        load_template_file(uow, programme, TEMPLATE_FILE)
+        last = open_cycle(uow, programme, 2026, now=berlin(date(2026, 2, 1), 7),
+                          opens_on=date(2026, 2, 1), due_on=date(2026, 4, 30))
+        uow.session.flush()
+        [old] = submission_ids_of(uow, last.id)
+        apply_action(uow, old, Action.SUBMIT, now=berlin(date(2026, 4, 1)), actor="partner",
+                     answers={**VALID_ANSWERS, "staff_immigration_share": "11"})
+        accept_report(uow, old, now=berlin(date(2026, 5, 1)), actor="koordination")
+        cycle = open_cycle(uow, programme, 2027, now=berlin(date(2027, 2, 1), 7),
+                           opens_on=date(2027, 2, 1), due_on=date(2027, 4, 30))
+        uow.session.flush()
+        [new] = submission_ids_of(uow, cycle.id)
+        token = issue_link_token(uow, load_submission(uow, new), notification_id=None,
+                                 now=datetime.now(UTC))
+        uow.commit()
+    client = create_app(settings=services.settings, services=services).test_client()
+    p = {"client": client, "token": token}
+    html, _, _ = form_page(p)
+    assert "vorausgefüllt" in html and 'value="1200"' in html and 'value="11"' in html
+    post_form(p, {**VALID_ANSWERS, "staff_immigration_share": "18,5"}, action="review")
+    review = client.get(f"/r/{token}/review").get_data(as_text=True)
+    assert "1 Angabe ist gegenüber dem Vorjahr geändert." in review
+    assert "Vorjahr: 11 %" in review
+    assert "Im Vorjahr lag der Wert bei 11 %" in review  # a question, not an error
+    assert "Bericht verbindlich einreichen" in review
+
+
+def submission_ids_of(uow, cycle_id):
+    from workflow.models import Submission
+    return list(uow.session.scalars(select(Submission.id).where(Submission.cycle_id == cycle_id)))
