@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from reportcycles.settings import Settings
-from web.ratelimit import SlidingWindowLimit
+from web.ratelimit import FailedLookupLimit
 from workflow.errors import DomainError
 
 csrf = CSRFProtect()
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
                       WTF_CSRF_TIME_LIMIT=None, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["reportcycles"] = services
-    app.extensions["token_limit"] = SlidingWindowLimit(limit=120, seconds=60)
+    app.extensions["token_limit"] = FailedLookupLimit(limit=30, seconds=60)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale, default_locale="de",
                    default_translation_directories=str(Path(__file__).parent / "translations"))

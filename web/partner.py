@@ -26,8 +26,7 @@ bp = Blueprint("partner", __name__, url_prefix="/r")
 
 @bp.before_request
 def limit_lookups():
-    limiter = current_app.extensions["token_limit"]
-    if not limiter.allow(request.remote_addr or "?"):
+    if current_app.extensions["token_limit"].blocked(request.remote_addr or "?"):
         return render_template("error.html", title=_("Zu viele Anfragen"),
                                message=_("Bitte warten Sie eine Minute und versuchen Sie es dann "
                                          "noch einmal.")), 429
@@ -40,6 +39,7 @@ def _load(uow, token, *, lead_only=False):
     except LinkExpired:
         abort(410)
     except NotFound:
+        current_app.extensions["token_limit"].record_failure(request.remote_addr or "?")
         abort(404)
     if lead_only and g.part is not None:
         abort(404)

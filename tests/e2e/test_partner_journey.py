@@ -229,3 +229,13 @@ def test_english_contact_gets_the_pages_in_english_and_can_switch(service, page)
     page.get_by_label("Grund").fill("Test")
     page.get_by_role("button", name="Antrag senden").click()
     expect(page.get_by_role("alert")).to_contain_text("nach der jetzigen Frist")
+
+
+def test_typing_is_saved_in_the_background(service, page):
+    link = open_link(page, service, SOLINGEN)
+    page.get_by_role("button", name="Bericht beginnen").click()
+    page.get_by_label("Beschäftigte insgesamt").fill("2950")
+    expect(page.locator("#autosave-status")).to_contain_text("Entwurf gespeichert um",
+                                                             timeout=15000)
+    page.goto(link + "/form")  # no button was pressed: the draft was saved by the script
+    expect(page.get_by_label("Beschäftigte insgesamt")).to_have_value("2950")

@@ -214,8 +214,9 @@ def test_extension_request_and_intent_reach_the_coordinators(partner):
 
 def test_guessing_links_is_slowed_down(partner):
     p = partner
-    statuses = [p["client"].get(f"/r/guess{n:04d}guess").status_code for n in range(125)]
-    assert statuses[:120] == [404] * 120 and statuses[-1] == 429
+    statuses = [p["client"].get(f"/r/guess{n:04d}guess").status_code for n in range(32)]
+    assert statuses[:30] == [404] * 30 and statuses[-1] == 429
+    assert p["client"].get(f"/r/{p['token']}").status_code == 429  # until the minute is over
 
 
 def test_personal_links_and_addresses_stay_out_of_the_logs(partner, caplog):
@@ -278,3 +279,48 @@ def test_last_years_accepted_report_prefills_and_changes_are_shown(services, smt
 def submission_ids_of(uow, cycle_id):
     from workflow.models import Submission
     return list(uow.session.scalars(select(Submission.id).where(Submission.cycle_id == cycle_id)))
+
+
+def test_no_input_makes_the_partner_pages_fail(partner):
+    p = partner
+    _, csrf, version = form_page(p)
+    odd_values = ["", "-1", "1e309", "NaN", "０１２", "\x00", "x" * 30000, "<img src=x>",
+                  "2027-02-30", "31.02.2027", "9" * 400]
+    for value in odd_values:
+        answers = {q: value for q in ("staff_total", "staff_immigration_share", "budget_eur",
+                                      "selection_decision_date", "share_method",
+                                      "training_formats", "plans_next_year", "share_surveyed")}
+        for action in ("save", "review", "autosave", "complete", "bogus"):
+            response = post_form(p, answers, action=action)
+            assert response.status_code < 500, (value, action, response.status_code)
+        for path, data in (("/extension", {"proposed_due": value, "reason": value}),
+                           ("/intent", {"intent": value, "until": value, "reason": value}),
+                           ("/submit", {"version": value}), ("/start", {})):
+            response = p["client"].post(f"/r/{p['token']}{path}",
+                                        data={"csrf_token": csrf, **data})
+            assert response.status_code < 500, (path, value, response.status_code)
+    assert post_form(p, {"staff_total": "7"}, version="not-a-number").status_code == 409
+    assert p["client"].get(f"/r/{p['token']}/files/999999").status_code == 404
+
+
+def test_a_partner_who_promised_a_date_hears_nothing_until_then(partner):
+    from datetime import date
+
+    from tests.integration.conftest import berlin
+    from tests.integration.test_cycle_engine import run_sweep
+    from workflow.reporting import declare_intent
+    p = partner
+    services, handler = p["services"], p["smtp"]
+    run_sweep(services, berlin(date(2027, 2, 1)))
+    with services.database.unit_of_work() as uow:
+        declare_intent(uow, p["sid"], intent="will_submit_by", until=date(2027, 5, 12),
+                       now=berlin(date(2027, 3, 1)), actor="partner")
+        uow.commit()
+    handler.clear()
+    run_sweep(services, berlin(date(2027, 5, 7)))  # overdue-3 for both; one of them is paused
+    overdue = [m["envelope_to"] for m in handler.messages
+               if m["message"]["X-Reportcycles-Rung"] == "overdue-3"]
+    assert len(overdue) == 1
+    handler.clear()
+    run_sweep(services, berlin(date(2027, 5, 13)))  # the promised day has passed: one catch-up
+    assert [m["message"]["X-Reportcycles-Rung"] for m in handler.messages] == ["overdue-3"]
