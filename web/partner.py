@@ -281,52 +281,48 @@ def _parse_date(value: str) -> date | None:
         return None
 
 
-@bp.route("/<token>/extension", methods=["GET", "POST"])
-def extension(token):
-    services = services_of(current_app)
+def _request_page(token, page, act, thanks):
+    """A small form of the partner's (extension, intent): act on POST, thank and go back."""
     error = None
-    with services.database.unit_of_work() as uow:
+    with services_of(current_app).database.unit_of_work() as uow:
         submission = _load(uow, token, lead_only=True)
         if request.method == "POST":
-            proposed = _parse_date(request.form.get("proposed_due"))
             try:
-                if proposed is None:
-                    raise InvalidInput(_("Bitte geben Sie ein gültiges Datum an."))
-                request_extension(uow, submission.id, reason=request.form.get("reason", ""),
-                                  proposed_due=proposed, now=utcnow(), actor="partner",
-                                  language=language())
+                act(uow, submission)
             except InvalidInput as exc:
                 error = str(exc)
             else:
                 uow.commit()
-                flash(_("Ihr Antrag ist eingegangen. Sie erhalten die Entscheidung per E-Mail."),
-                      "success")
+                flash(thanks, "success")
                 return redirect(url_for(".show", token=token), 303)
-        return render_template("extension.html", token=token, error=error, form=request.form,
+        return render_template(page, token=token, error=error, form=request.form,
                                **_summary(uow, submission)), 422 if error else 200
+
+
+@bp.route("/<token>/extension", methods=["GET", "POST"])
+def extension(token):
+    def act(uow, submission):
+        proposed = _parse_date(request.form.get("proposed_due"))
+        if proposed is None:
+            raise InvalidInput(_("Bitte geben Sie ein gültiges Datum an."))
+        request_extension(uow, submission.id, reason=request.form.get("reason", ""),
+                          proposed_due=proposed, now=utcnow(), actor="partner",
+                          language=language())
+
+    return _request_page(token, "extension.html", act, _(
+        "Ihr Antrag ist eingegangen. Sie erhalten die Entscheidung per E-Mail."))
 
 
 @bp.route("/<token>/intent", methods=["GET", "POST"])
 def intent(token):
-    services = services_of(current_app)
-    error = None
-    with services.database.unit_of_work() as uow:
-        submission = _load(uow, token, lead_only=True)
-        if request.method == "POST":
-            try:
-                declare_intent(uow, submission.id, intent=request.form.get("intent", ""),
-                               until=_parse_date(request.form.get("until")),
-                               reason=request.form.get("reason", ""), now=utcnow(),
-                               actor="partner", language=language())
-            except InvalidInput as exc:
-                error = str(exc)
-            else:
-                uow.commit()
-                flash(_("Danke für Ihre Rückmeldung. Die Koordinierungsstelle ist informiert."),
-                      "success")
-                return redirect(url_for(".show", token=token), 303)
-        return render_template("intent.html", token=token, error=error, form=request.form,
-                               **_summary(uow, submission)), 422 if error else 200
+    def act(uow, submission):
+        declare_intent(uow, submission.id, intent=request.form.get("intent", ""),
+                       until=_parse_date(request.form.get("until")),
+                       reason=request.form.get("reason", ""), now=utcnow(), actor="partner",
+                       language=language())
+
+    return _request_page(token, "intent.html", act, _(
+        "Danke für Ihre Rückmeldung. Die Koordinierungsstelle ist informiert."))
 
 
 @bp.app_errorhandler(410)

@@ -9,13 +9,9 @@ import time
 import urllib.request
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.support.servers import ROOT, free_port, wait_for_port
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -36,15 +32,6 @@ def embedded_app(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
-
-
-@pytest.fixture
-def page():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(locale="de-DE")
-        yield context.new_page()
-        browser.close()
 
 
 def wait_for_mail_count(base, minimum, timeout=60):
