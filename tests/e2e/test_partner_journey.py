@@ -133,6 +133,7 @@ def test_returned_report_is_revised_and_resubmitted(service, page):
     expect(page.locator("#trainees_total")).to_have_attribute(
         "aria-describedby", re.compile("trainees_total-comment"))
     expect(page.locator("#trainees_total")).to_have_value("40")  # the answers are kept
+    assert_accessible(page)
     page.locator("#trainees_total").fill("44")
     page.get_by_role("button", name="Weiter zur Prüfung").click()
     page.get_by_role("button", name="Bericht verbindlich einreichen").click()
