@@ -6,7 +6,7 @@ import smtplib
 import ssl
 from contextlib import contextmanager
 from datetime import date, datetime
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -94,7 +94,7 @@ class _SmtpConnection:
     def __init__(self, client: smtplib.SMTP):
         self.client = client
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         try:
             refused = self.client.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -141,7 +141,7 @@ class _MaildirConnection:
     def __init__(self, box: mailbox.Maildir):
         self.box = box
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         self.box.add(message)
 
 

@@ -8,19 +8,22 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, format_datetime, getaddresses, parseaddr
 from typing import Protocol
 
 from sqlalchemy import and_, insert, or_, select, update
 
 from workflow.cycles import policy_of
 from workflow.events import EventKind
-from workflow.models import (Contact, ContactRole, Cycle, Event, MemberPart, Notification,
-                             NotificationStatus, Partner, Submission, utcnow)
+from workflow.models import (AccessToken, Contact, ContactRole, Cycle, Event, MemberPart,
+                             Notification, NotificationStatus, Partner, Submission, utcnow)
 from workflow.policy import Audience, effective_deadline
 from workflow.states import AWAITING_REPORT, SubmissionState
-from workflow.submissions import issue_link_token, record
+from workflow.submissions import new_link_token, record
 from workflow.uow import Database, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ class PermanentMailError(Exception):
 
 
 class MailConnection(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: Message) -> None: ...
 
 
 class MailTransport(Protocol):
@@ -125,8 +128,35 @@ def _close(connection_cm):
         log.debug("closing the mail connection failed", exc_info=True)
 
 
+class _BatchData:
+    """What composing a batch needs, loaded with a handful of queries instead of a few per mail."""
+
+    def __init__(self, session, notifications: list[Notification]):
+        def by_id(model, ids):
+            ids = {i for i in ids if i is not None}
+            return {row.id: row for row in session.scalars(
+                select(model).where(model.id.in_(ids)))} if ids else {}
+
+        self.submissions = by_id(Submission, (n.submission_id for n in notifications))
+        self.parts = by_id(MemberPart, (n.member_part_id for n in notifications))
+        self.partners = by_id(Partner, [s.partner_id for s in self.submissions.values()]
+                              + [p.partner_id for p in self.parts.values()])
+        self.cycles = by_id(Cycle, (n.cycle_id for n in notifications))
+        self.contacts: dict[int, list[Contact]] = {}
+        if self.partners:
+            for contact in session.scalars(select(Contact).where(
+                    Contact.partner_id.in_(list(self.partners))).order_by(Contact.id)):
+                self.contacts.setdefault(contact.partner_id, []).append(contact)
+        self._policies: dict[int, object] = {}
+
+    def policy(self, programme):
+        if programme.id not in self._policies:
+            self._policies[programme.id] = policy_of(programme)
+        return self._policies[programme.id]
+
+
 def _claim_batch(service: MailService, ids: Sequence[int], as_of: datetime | None,
-                 report: DeliveryReport) -> list[tuple[int, EmailMessage]]:
+                 report: DeliveryReport) -> list[tuple[int, Message]]:
     """Lock the rows, re-check each against its submission, compose, mark them 'sending'."""
     wall = utcnow()
     claimed = []
@@ -135,38 +165,39 @@ def _claim_batch(service: MailService, ids: Sequence[int], as_of: datetime | Non
         rows = {n.id: n for n in session.scalars(
             select(Notification).where(Notification.id.in_(list(ids)))
             .with_for_update(skip_locked=True))}
-        for notification_id in ids:
-            notification = rows.get(notification_id)
-            if notification is None or not _claimable(notification, wall, service.lease_seconds):
-                report.passed.append(notification_id)
-                continue
-            submission = session.get(Submission, notification.submission_id) \
-                if notification.submission_id else None
+        claimable = [rows[i] for i in ids
+                     if i in rows and _claimable(rows[i], wall, service.lease_seconds)]
+        report.passed.extend(i for i in ids if i not in {n.id for n in claimable})
+        data = _BatchData(session, claimable)
+        for notification in claimable:
+            submission = data.submissions.get(notification.submission_id)
             if (submission is not None and notification.email in FOLLOW_UP_EMAILS
                     and submission.state not in AWAITING_REPORT):
                 notification.status = NotificationStatus.CANCELLED
                 notification.last_error = f"cancelled at send time: {submission.state}"
                 record(uow, submission, EventKind.NOTIFICATION_CANCELLED, wall, "worker",
                        rung=notification.rung, reason=str(submission.state))
-                report.cancelled.append(notification_id)
+                report.cancelled.append(notification.id)
                 continue
             try:
-                with session.begin_nested():
-                    message = _compose(uow, service, notification, submission, as_of or wall)
+                message, link_row = _compose(uow, service, data, notification, submission,
+                                             as_of or wall)
             except Exception as exc:
                 # A mail that cannot be composed (no recipient, a broken template) is recorded on
                 # its row; the rest of the batch goes on.
-                log.exception("composing mail %s failed", notification_id)
+                log.exception("composing mail %s failed", notification.id)
                 notification.attempts += 1
                 _mark_failure(uow, service, notification, f"cannot compose: {exc!r}",
                               permanent=isinstance(exc, PermanentMailError), wall=wall,
                               report=report)
                 continue
+            if link_row is not None:
+                session.add(link_row)
             notification.status = NotificationStatus.SENDING
             notification.claimed_at = wall
             notification.attempts += 1
             notification.message_id = message["Message-ID"]
-            claimed.append((notification_id, message))
+            claimed.append((notification.id, message))
         uow.commit()
     return claimed
 
@@ -251,12 +282,14 @@ def relay(uow: UnitOfWork, *, lease_seconds: int, limit: int = 5000) -> list[int
 
 # Composing ---------------------------------------------------------------------------------------
 
-def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
-             submission: Submission | None, as_of: datetime) -> EmailMessage:
-    session = uow.session
-    cycle = session.get(Cycle, notification.cycle_id)
+def _compose(uow: UnitOfWork, service: MailService, data: _BatchData,
+             notification: Notification, submission: Submission | None,
+             as_of: datetime) -> tuple[Message, AccessToken | None]:
+    """The mail for one ledger row, and the personal link's row to store if it carries one."""
+    cycle = data.cycles[notification.cycle_id]
     programme = cycle.programme
-    policy = policy_of(programme)
+    policy = data.policy(programme)
+    link_row = None
     context = {
         "programme_name": programme.name, "year": cycle.year, "rung": notification.rung,
         "base_url": service.base_url, "reply_to": service.mail_from,
@@ -266,13 +299,11 @@ def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
         context.update(_cycle_summary(uow, cycle, policy))
         context["dashboard_url"] = f"{service.base_url}/"
     else:
-        part = session.get(MemberPart, notification.member_part_id) \
-            if notification.member_part_id else None
-        partner = session.get(Partner, part.partner_id if part else submission.partner_id)
+        part = data.parts.get(notification.member_part_id)
+        partner = data.partners[part.partner_id if part else submission.partner_id]
         if part is not None:
-            context["group_name"] = session.get(Partner, submission.partner_id).name
-        contacts = list(session.scalars(select(Contact).where(Contact.partner_id == partner.id)
-                                        .order_by(Contact.id)))
+            context["group_name"] = data.partners[submission.partner_id].name
+        contacts = data.contacts.get(partner.id, [])
         to, cc, language = _recipients(notification.audience, contacts, programme,
                                        service.coordinator_emails)
         deadline = effective_deadline(policy, submission.due_on)
@@ -287,28 +318,39 @@ def _compose(uow: UnitOfWork, service: MailService, notification: Notification,
             "contacts": [{"name": c.name, "email": c.email, "role": str(c.role)} for c in contacts],
         })
         if notification.audience is not Audience.COORDINATORS:
-            token = issue_link_token(uow, submission, notification_id=notification.id, now=as_of,
-                                     member_part_id=notification.member_part_id)
+            token, link_row = new_link_token(submission, policy, now=as_of,
+                                             notification_id=notification.id,
+                                             member_part_id=notification.member_part_id)
             context["link"] = f"{service.base_url}/r/{token}"
     if not to:
         raise PermanentMailError(f"no recipient for audience {notification.audience}")
     context["language"] = language
     context.update(_report_context(uow, notification, submission, language, context.get("link")))
     subject, text, html = service.render(notification.email, language, context)
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = service.mail_from
+    return build_message(
+        subject=subject, text=text, html=html, sender=service.mail_from, to=to, cc=cc,
+        message_id=message_id(notification, service.message_id_domain), language=language,
+        rung=notification.rung), link_row
+
+
+def build_message(*, subject, text, html, sender, to, cc, message_id, language, rung):
+    """A multipart/alternative mail. Built with the compat32 classes: the same MIME as the
+    modern API, at a fraction of its cost per message (it matters at 20,000 mails)."""
+    message = MIMEMultipart("alternative")
+    message["Subject"] = Header(subject, "utf-8")
+    name, address = parseaddr(sender)
+    message["From"] = formataddr((str(Header(name, "utf-8")), address)) if name else address
     message["To"] = ", ".join(to)
     if cc:
         message["Cc"] = ", ".join(cc)
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = message_id(notification, service.message_id_domain)
+    message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
     message["Content-Language"] = language
-    message["X-Reportcycles-Rung"] = notification.rung
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message["X-Reportcycles-Rung"] = rung
+    message.attach(MIMEText(text, "plain", "utf-8"))
+    message.attach(MIMEText(html, "html", "utf-8"))
     return message
 
 
