@@ -25,16 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from infra.migrate import upgrade  # noqa: E402
+from infra.settings import Settings  # noqa: E402
 from reportcycles.bootstrap import build  # noqa: E402
-from reportcycles.migrate import upgrade  # noqa: E402
-from reportcycles.settings import Settings  # noqa: E402
 from tests.integration.conftest import berlin, partner_csv  # noqa: E402
 from tests.support.servers import CeleryWorker, PostgresServer, RedisServer, smtp_server  # noqa
 from workflow.cycles import open_cycle  # noqa: E402
 from workflow.models import Notification, NotificationStatus  # noqa: E402
 from workflow.partners import ensure_programme, import_partners  # noqa: E402
+from workflow.report_templates import load_template_file  # noqa: E402
 from workflow.sweep import sweep  # noqa: E402
 
+SHIPPED_TEMPLATE = (Path(__file__).resolve().parents[1] / "reportcycles" / "data"
+                    / "report_templates" / "nrw-vielfalt-2027.json")
 N = int(os.environ.get("BENCH_PARTNERS", "20000"))
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
 
@@ -61,6 +64,7 @@ def seeded(pg: PostgresServer, name: str, partners: int, env: dict):
     with services.database.unit_of_work() as uow:
         programme = ensure_programme(uow, coordinator_emails=("koordination@example.org",))
         import_partners(uow, programme, partner_csv(partners))
+        load_template_file(uow, programme, SHIPPED_TEMPLATE)
         uow.commit()
     with services.database.unit_of_work() as uow:
         t = time.perf_counter()
@@ -86,7 +90,7 @@ def main():
     try:
         with smtp_server() as (controller, handler):
             env = {"CELERY_BROKER_URL": redis.url, "SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
-                   "REPORTCYCLES_INSTANCE": str(tmp), "SECRET_KEY": "bench",
+                   "INSTANCE_PATH": str(tmp), "SECRET_KEY": "bench",
                    "SEND_BATCH_SIZE": "100"}
             baseline = raw_smtp(controller.port, N)
             handler.clear()

@@ -1,1 +1,1 @@
-"""reportcycles: settings, composition root, migrations and the command line."""
+"""reportcycles' entry points: the command line, the composition root, WSGI and Celery apps."""

@@ -1,24 +1,22 @@
-"""The composition root: settings in, database, mail service and dispatcher out."""
+"""The composition root: settings in; database, mail service, dispatcher and Celery app out."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from reportcycles.mail import EmailRenderer, transport_for
-from reportcycles.settings import Settings
+from celery import Celery
+
+from infra.logs import configure_logging, install_redaction
+from infra.mail import EmailRenderer, transport_for
+from infra.services import Services
+from infra.settings import Settings
+from tasks.celery_app import TASK_MODULES, celery_config
+from tasks.dispatch import CeleryDispatcher
 from workflow.sending import MailService, deliver
 from workflow.uow import Database, NoDispatch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    database: Database
-    mail: MailService
 
 
 class DeliverInProcess:
@@ -31,8 +29,10 @@ class DeliverInProcess:
         deliver(self.mail, ids, as_of)
 
 
-def build(settings: Settings | None = None, dispatch: str = "celery") -> Services:
+def build(settings: Settings | None = None, dispatch: str = "celery",
+          celery: Celery | None = None) -> Services:
     """Wire the application. ``dispatch``: "celery", "inline" (send in this process) or "none"."""
+    install_redaction()  # whatever the entry point, no personal link reaches a log
     settings = settings or Settings.from_env()
     database = Database(settings.database_url)
     domain = urlsplit(settings.base_url).hostname or "reportcycles.invalid"
@@ -43,11 +43,24 @@ def build(settings: Settings | None = None, dispatch: str = "celery") -> Service
         lease_seconds=settings.send_lease_seconds, max_attempts=settings.max_send_attempts,
         message_id_domain=domain)
     if dispatch == "celery":
-        from tasks.celery_app import make_celery
-        from tasks.dispatch import CeleryDispatcher
-        database.dispatcher = CeleryDispatcher(make_celery(settings), settings.send_batch_size)
+        database.dispatcher = CeleryDispatcher(celery or make_celery(settings),
+                                               settings.send_batch_size)
     elif dispatch == "inline":
         database.dispatcher = DeliverInProcess(mail)
     else:
         database.dispatcher = NoDispatch()
     return Services(settings, database, mail)
+
+
+def make_celery(settings: Settings) -> Celery:
+    """The one Celery app: its workers build their services lazily, once per process."""
+    app = Celery("reportcycles", include=TASK_MODULES, set_as_current=True)
+    app.conf.update(celery_config(settings))
+    app.build_services = lambda: build(settings, "celery", celery=app)
+    return app
+
+
+def celery_from_env() -> Celery:
+    """For `celery -A reportcycles.worker`: settings and logging from the environment."""
+    configure_logging()
+    return make_celery(Settings.from_env())

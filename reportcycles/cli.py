@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from reportcycles.settings import PROJECT_ROOT, Settings
+from infra.logs import configure_logging
+from infra.settings import ConfigError, Settings
 from workflow.errors import DomainError, InvalidInput
 
-DEMO_CSV = PROJECT_ROOT / "reportcycles" / "data" / "demo_partners.csv"
-DEMO_TEMPLATE = PROJECT_ROOT / "reportcycles" / "data" / "report_templates" / "nrw-vielfalt-2027.json"
+DATA = Path(__file__).resolve().parent / "data"
+DEMO_CSV = DATA / "demo_partners.csv"
+DEMO_TEMPLATE = DATA / "report_templates" / "nrw-vielfalt-2027.json"
 
 
 def _parse_date(value: str) -> date:
@@ -71,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--year", type=int, required=True)
     preview.add_argument("--partner")
 
+    programme = sub.add_parser("programme", help="the programme and its coordinators") \
+        .add_subparsers(dest="programme_command", required=True)
+    programme.add_parser("show", help="name, coordinators (and where they come from), policy")
+    coordinators = programme.add_parser("coordinators", help="set the coordinators' addresses")
+    coordinators.add_argument("emails", nargs="+", metavar="EMAIL")
+
     policy = sub.add_parser("policy", help="the programme's reporting policy").add_subparsers(
         dest="policy_command", required=True)
     policy.add_parser("show", help="print the policy as TOML")
@@ -80,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     templates = sub.add_parser("templates", help="report templates").add_subparsers(
         dest="templates_command", required=True)
     load = templates.add_parser("load", help="load a report template (JSON) into the database")
-    load.add_argument("file", type=Path)
+    load.add_argument("file", type=Path, help="a JSON file, or the name of a bundled template: "
+                      + ", ".join(sorted(p.stem for p in (DATA / "report_templates").glob("*.json"))))
 
     reports = sub.add_parser("reports", help="coordinators' decisions on reports").add_subparsers(
         dest="reports_command", required=True)
@@ -105,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--comment", default="")
 
     sub.add_parser("relay", help="re-dispatch outbox rows a crash left behind")
+    health = sub.add_parser("health", help="exit 0 if a worker or the scheduler is alive")
+    health.add_argument("component", choices=("worker", "scheduler"))
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=2)
     sub.add_parser("scheduler", help="run the scheduler (sweeps, cycle opening, relay)")
@@ -119,12 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command in
-                        ("worker", "scheduler", "serve", "run") else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO if args.verbose or args.command in
+                      ("worker", "scheduler", "serve", "run") else logging.WARNING)
     try:
         settings = Settings.from_env()
-    except ValueError as exc:
+        if args.command in ("worker",):
+            settings.require_smtp()
+    except ConfigError as exc:
         print(f"Fehler in der Konfiguration: {exc}", file=sys.stderr)
         return 2
     try:
@@ -144,23 +156,26 @@ def _services(settings: Settings, dispatch: str | None = None):
 
 
 def cmd_init(args, settings):
-    from reportcycles.migrate import upgrade
+    from infra.migrate import upgrade
     upgrade(settings.database_url)
     print(f"Datenbank bereit: {_redact(settings.database_url)}")
 
 
 def cmd_demo(args, settings):
-    from reportcycles.migrate import upgrade
+    """Idempotent: a second run keeps everything earlier runs created (drafts, mails, links)."""
+    from infra.migrate import upgrade
     from workflow.cycles import open_cycle
-    from workflow.models import Cycle, utcnow
-    from workflow.partners import ensure_programme, import_partners
+    from workflow.models import Cycle, Programme, utcnow
+    from workflow.partners import DEFAULT_PROGRAMME_SLUG, ensure_programme, import_partners
     from workflow.policy import ReportingPolicy
-    from workflow.reporting import load_template_file
+    from workflow.report_templates import load_template_file
 
     upgrade(settings.database_url)
     services = _services(settings, "none")
     now = utcnow()
     with services.database.unit_of_work() as uow:
+        earlier = uow.session.scalar(select(Programme.id).where(
+            Programme.slug == DEFAULT_PROGRAMME_SLUG)) is not None
         # The demo sends at any hour on any day, so that `make run` shows mail at once.
         policy = ReportingPolicy(window_start=time(0, 0), window_end=time(23, 59),
                                  window_working_days_only=False, auto_open=False)
@@ -168,18 +183,28 @@ def cmd_demo(args, settings):
                                      coordinator_emails=settings.coordinator_emails)
         result = import_partners(uow, programme, DEMO_CSV.read_text(encoding="utf-8"))
         load_template_file(uow, programme, DEMO_TEMPLATE)
-        if uow.session.scalar(select(Cycle.id).where(Cycle.programme_id == programme.id,
-                                                     Cycle.year == args.year)):
-            print(f"Demo: {result.created + result.updated} Partner; Zyklus {args.year} besteht.")
-            uow.commit()
-            return
-        today = now.astimezone(ZoneInfo(settings.timezone)).date()
-        due = args.due or date(args.year, 4, 30)
-        cycle = open_cycle(uow, programme, args.year, now=now, opens_on=min(today, due.replace(day=1)),
-                           due_on=due, actor="demo")
+        cycle = uow.session.scalars(select(Cycle).where(Cycle.programme_id == programme.id,
+                                                        Cycle.year == args.year)).first()
+        opened = cycle is None
+        if opened:
+            today = now.astimezone(ZoneInfo(settings.timezone)).date()
+            due = args.due or date(args.year, 4, 30)
+            cycle = open_cycle(uow, programme, args.year, now=now,
+                               opens_on=min(today, due.replace(day=1)), due_on=due, actor="demo")
         uow.commit()
-        print(f"Demo: {result.created} Partner angelegt, Zyklus {cycle.year} geöffnet "
-              f"(Frist {cycle.due_on:%d.%m.%Y}).")
+    partners = (f"{result.created} Partner angelegt, {result.updated} aktualisiert, "
+                f"{result.unchanged} unverändert")
+    if earlier:
+        print(f"Demo-Daten früherer Läufe bleiben erhalten ({_redact(settings.database_url)}): "
+              f"{partners}.")
+    else:
+        print(f"Demo: {partners}.")
+    if opened:
+        print(f"Zyklus {cycle.year} geöffnet (Frist {cycle.due_on:%d.%m.%Y}); die Einladungen "
+              "gehen beim ersten Sweep hinaus.")
+    else:
+        print(f"Zyklus {cycle.year} besteht schon (Frist {cycle.due_on:%d.%m.%Y}) und bleibt, "
+              "wie er ist: Entwürfe, Einreichungen und Mails sind noch da.")
 
 
 def cmd_partners(args, settings):
@@ -199,7 +224,8 @@ def cmd_partners(args, settings):
 
 
 def cmd_cycles(args, settings):
-    from workflow.cycles import cycle_status, find_cycle, get_programme, open_cycle
+    from workflow.cycles import (cycle_status, find_cycle, get_programme, open_cycle,
+                                 template_carried_from)
     from workflow.models import utcnow
     services = _services(settings)
     with services.database.unit_of_work() as uow:
@@ -207,9 +233,14 @@ def cmd_cycles(args, settings):
         if args.cycles_command == "open":
             cycle = open_cycle(uow, programme, args.year, now=utcnow(), opens_on=args.opens,
                                due_on=args.due, actor="cli")
+            carried_from = template_carried_from(uow, cycle)
             uow.commit()
             print(f"Zyklus {cycle.year} geöffnet: {cycle.opens_on:%d.%m.%Y} bis "
                   f"{cycle.due_on:%d.%m.%Y}.")
+            if carried_from:
+                print(f"Hinweis: Für {cycle.year} gab es keine eigene Berichtsvorlage; die Vorlage "
+                      f"von {carried_from} wurde übernommen. Eine neue Version lädt "
+                      "`reportcycles templates load DATEI.json`.")
             return
         status = cycle_status(uow, find_cycle(uow, programme, args.year))
     if args.json:
@@ -277,6 +308,37 @@ def cmd_preview(args, settings):
         print(f"  {when:%a %d.%m.%Y %H:%M}  {row.rung:<18} {row.email:<22} {row.status}")
 
 
+def cmd_programme(args, settings):
+    from workflow.cycles import get_programme, policy_of
+    from workflow.models import utcnow
+    from workflow.programmes import coordinators_of, set_coordinators
+    services = _services(settings, "none")
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        if args.programme_command == "coordinators":
+            emails = set_coordinators(uow, programme, args.emails, now=utcnow(), actor="cli")
+            uow.commit()
+            print(f"Koordination von {programme.name}: {', '.join(emails)}")
+            return
+        coordinators = coordinators_of(uow, programme, settings.coordinator_emails)
+        policy = policy_of(programme)
+    if coordinators.source == "environment":
+        origin = ("aus COORDINATOR_EMAILS, solange das Programm keine eigene Liste hat"
+                  if settings.coordinator_emails_source == "COORDINATOR_EMAILS"
+                  else "Voreinstellung, COORDINATOR_EMAILS ist nicht gesetzt")
+    elif coordinators.changed_at:
+        origin = (f"im Programm gespeichert, zuletzt geändert am "
+                  f"{coordinators.changed_at.astimezone(policy.zone):%d.%m.%Y %H:%M} von "
+                  f"{coordinators.changed_by}")
+    else:
+        origin = ("im Programm gespeichert, beim Anlegen aus COORDINATOR_EMAILS übernommen; "
+                  "ändern mit `reportcycles programme coordinators ADRESSE …`")
+    print(f"Programm:     {programme.name}\n"
+          f"Koordination: {', '.join(coordinators.emails)}\n"
+          f"  Herkunft:   {origin}\n")
+    print(_as_toml(policy.to_dict()))
+
+
 def cmd_policy(args, settings):
     import tomllib
 
@@ -316,10 +378,12 @@ def _as_toml(data: dict) -> str:
 
 def cmd_templates(args, settings):
     from workflow.cycles import get_programme
-    from workflow.reporting import load_template_file
+    from workflow.report_templates import load_template_file
+    bundled = DATA / "report_templates" / f"{args.file}.json"
+    path = args.file if args.file.exists() or not bundled.exists() else bundled
     services = _services(settings, "none")
     with services.database.unit_of_work() as uow:
-        row = load_template_file(uow, get_programme(uow), args.file)
+        row = load_template_file(uow, get_programme(uow), path)
         uow.commit()
         print(f"Berichtsvorlage {row.year} Version {row.version} geladen.")
 
@@ -391,10 +455,14 @@ def cmd_relay(args, settings):
     print(f"{len(ids)} Mails erneut übergeben.")
 
 
+WORKER_NAME = "reportcycles@{host}"
+
+
 def cmd_worker(args, settings):
-    from tasks.celery_app import celery_app
-    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={args.concurrency}",
-                            "--without-gossip", "--without-mingle"])
+    from reportcycles.bootstrap import make_celery
+    make_celery(settings).worker_main([
+        "worker", "--loglevel=INFO", f"--concurrency={args.concurrency}", "--without-gossip",
+        "--without-mingle", "-n", WORKER_NAME.format(host="%h")])
 
 
 def cmd_scheduler(args, settings):
@@ -402,9 +470,35 @@ def cmd_scheduler(args, settings):
     make_scheduler(_services(settings, "celery")).start()
 
 
+def cmd_health(args, settings):
+    """For container health checks: 0 alive, 1 not (with the reason on stderr)."""
+    import socket
+    if args.component == "scheduler":
+        from tasks.scheduler import heartbeat_age
+        age = heartbeat_age(settings)
+        limit = 2 * max(settings.sweep_interval_seconds, settings.relay_interval_seconds) + 60
+        if age is None or age > limit:
+            print(f"Scheduler: kein Lebenszeichen seit {age or '–'} s (Grenze {limit} s)",
+                  file=sys.stderr)
+            return 1
+        return 0
+    from reportcycles.bootstrap import make_celery
+    node = WORKER_NAME.format(host=socket.gethostname())
+    replies = make_celery(settings).control.ping(destination=[node], timeout=5.0)
+    if not replies:
+        print(f"Worker {node} antwortet nicht.", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_serve(args, settings):
     from web import create_app
-    create_app(settings=settings).run(host=args.host, port=args.port)
+    if settings.smtp is None:
+        logging.getLogger("reportcycles").warning(
+            "SMTP_URL ist nicht gesetzt: der Worker startet so nicht, und keine Mail verlässt "
+            "diesen Rechner.")
+    create_app(settings=settings, services=_services(settings)).run(host=args.host,
+                                                                    port=args.port)
 
 
 def cmd_run(args, settings):
@@ -417,10 +511,12 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-COMMANDS = {"init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
-            "sweep": cmd_sweep, "preview": cmd_preview, "policy": cmd_policy, "templates": cmd_templates,
-            "reports": cmd_reports, "extensions": cmd_extensions, "relay": cmd_relay, "worker": cmd_worker,
-            "scheduler": cmd_scheduler, "serve": cmd_serve, "run": cmd_run}
+COMMANDS = {
+    "init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
+    "sweep": cmd_sweep, "preview": cmd_preview, "programme": cmd_programme, "policy": cmd_policy,
+    "templates": cmd_templates, "reports": cmd_reports, "extensions": cmd_extensions,
+    "relay": cmd_relay, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
+    "serve": cmd_serve, "run": cmd_run}
 
 if __name__ == "__main__":
     sys.exit(main())

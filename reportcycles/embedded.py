@@ -10,9 +10,9 @@ import threading
 
 from werkzeug.serving import make_server
 
-from reportcycles.bootstrap import build
-from reportcycles.migrate import upgrade
-from reportcycles.settings import Settings
+from reportcycles.bootstrap import build, make_celery
+from infra.migrate import upgrade
+from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,17 @@ def run_embedded(settings: Settings, host: str = "127.0.0.1", port: int = 8000):
     if not settings.embedded:
         raise SystemExit("`reportcycles run` is the embedded mode: unset CELERY_BROKER_URL "
                          "(or use `serve`, `worker` and `scheduler` separately).")
-    from tasks.celery_app import celery_app
     from tasks.scheduler import make_scheduler
     from web import create_app
 
     upgrade(settings.database_url)
-    services = build(settings, "celery")
-    worker = start_worker_thread(celery_app)
+    celery = make_celery(settings)
+    services = build(settings, "celery", celery=celery)
+    celery.reportcycles_services = services
+    worker = start_worker_thread(celery)
     scheduler = make_scheduler(services, background=True)
     scheduler.start()
-    app = create_app(settings=settings, services=services)
+    app = create_app(settings=settings, services=services, show_mailbox=True)
     server = make_server(host, port, app, threaded=True)
     url = f"http://{host}:{port}"
     print(f"\nreportcycles läuft auf {url}\n"

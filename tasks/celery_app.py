@@ -1,9 +1,10 @@
-"""The one Celery app, configured from one mapping (Flask's own example does the same)."""
+"""Celery configuration as one mapping (Flask's own example does the same); the app itself is
+built by the composition root, `reportcycles.bootstrap.make_celery`."""
 from __future__ import annotations
 
-from celery import Celery
+from infra.settings import Settings
 
-from reportcycles.settings import Settings
+TASK_MODULES = ["tasks.sending"]
 
 
 def celery_config(settings: Settings) -> dict:
@@ -25,11 +26,9 @@ def celery_config(settings: Settings) -> dict:
     }
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or Settings.from_env()
-    app = Celery("reportcycles", include=["tasks.sending"])
-    app.conf.update(celery_config(settings))
-    return app
-
-
-celery_app = make_celery()
+def services_of(app):
+    """The worker's application services, built once per process on first use, never at import."""
+    services = getattr(app, "reportcycles_services", None)
+    if services is None:
+        services = app.reportcycles_services = app.build_services()
+    return services

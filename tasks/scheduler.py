@@ -2,18 +2,36 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from reportcycles.bootstrap import Services
+from infra.services import Services
+from infra.settings import Settings
 from workflow.cycles import open_due_cycles
 from workflow.models import utcnow
 from workflow.sending import relay
 from workflow.sweep import SweepResult, sweep
 
 log = logging.getLogger(__name__)
+
+
+HEARTBEAT = "scheduler-heartbeat"
+
+
+def heartbeat_age(settings: Settings) -> float | None:
+    """Seconds since the scheduler last finished a tick in this instance folder (None: never)."""
+    try:
+        return max(0.0, time.time() - (settings.instance_dir / HEARTBEAT).stat().st_mtime)
+    except FileNotFoundError:
+        return None
+
+
+def _beat(settings: Settings):
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    (settings.instance_dir / HEARTBEAT).touch()
 
 
 def tick(services: Services, now: datetime | None = None) -> SweepResult:
@@ -26,6 +44,7 @@ def tick(services: Services, now: datetime | None = None) -> SweepResult:
     with services.database.unit_of_work() as uow:
         result = sweep(uow, now)
         uow.commit()
+    _beat(services.settings)
     if result.mails:
         log.info("sweep at %s: %d to send, %d skipped, %d cancelled", now.isoformat(),
                  result.count("send"), result.count("skip"), result.count("cancel"))
@@ -36,6 +55,7 @@ def relay_outbox(services: Services) -> list[int]:
     with services.database.unit_of_work() as uow:
         ids = relay(uow, lease_seconds=services.settings.send_lease_seconds)
         uow.commit()
+    _beat(services.settings)
     if ids:
         log.info("relay re-dispatched %d notifications", len(ids))
     return ids

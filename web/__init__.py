@@ -1,8 +1,6 @@
 """Flask app factory: one blueprint per audience; views parse, call a use case, redirect."""
 from __future__ import annotations
 
-import logging
-import re
 from pathlib import Path
 
 from flask import Flask, g, redirect, render_template, request, session
@@ -10,30 +8,14 @@ from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from reportcycles.settings import Settings
+from infra.services import Services
+from infra.settings import Settings
 from web.ratelimit import FailedLookupLimit
 from workflow.errors import DomainError
 
 csrf = CSRFProtect()
 babel = Babel()
 LANGUAGES = ("de", "en")
-
-
-class RedactPersonalLinks(logging.Filter):
-    """Access logs must not keep the secret part of a personal link."""
-
-    pattern = re.compile(r"/r/[A-Za-z0-9_-]{8,}")
-
-    def filter(self, record):
-        message = record.getMessage()
-        if "/r/" in message:
-            record.msg, record.args = self.pattern.sub("/r/[link]", message), ()
-        return True
-
-
-_redactor = RedactPersonalLinks()
-logging.getLogger("werkzeug").addFilter(_redactor)
-logging.getLogger("gunicorn.access").addFilter(_redactor)
 
 
 def select_locale():
@@ -44,17 +26,14 @@ def select_locale():
     return getattr(g, "contact_language", None) or "de"
 
 
-def create_app(settings: Settings | None = None, services=None) -> Flask:
-    from reportcycles.bootstrap import build
+def create_app(settings: Settings, services: Services, *, show_mailbox: bool = False) -> Flask:
+    """The web app. ``show_mailbox``: the embedded demo's /mailbox page of the local Maildir."""
     from web import mailbox, partner, public
 
-    settings = settings or Settings.from_env()
-    if services is None:
-        services = build(settings, "inline" if settings.embedded else "celery")
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=12 * 1024 * 1024,
                       WTF_CSRF_TIME_LIMIT=None, SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax")
+                      SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.secure_cookies)
     app.extensions["reportcycles"] = services
     app.extensions["token_limit"] = FailedLookupLimit(limit=30, seconds=60)
     csrf.init_app(app)
@@ -71,14 +50,16 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
                         303)
     from flask_babel import get_locale
 
-    from reportcycles.mail import format_date
+    from infra.mail import format_date
     from workflow.report_form import display
     app.jinja_env.globals.update(get_locale=get_locale, display=display)
     app.jinja_env.filters["fdate"] = lambda day: format_date(day, str(get_locale() or "de")) \
         if day else ""
     app.register_blueprint(public.bp)
     app.register_blueprint(partner.bp)
-    if settings.maildir is not None:
+    if show_mailbox:
+        if settings.maildir is None:
+            raise ValueError("the mailbox page needs the embedded Maildir (SMTP_URL unset)")
         app.register_blueprint(mailbox.bp)
 
     @app.after_request

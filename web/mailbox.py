@@ -6,7 +6,7 @@ from email.parser import BytesParser
 
 from flask import Blueprint, abort, current_app, render_template
 
-from reportcycles.mail import open_maildir
+from infra.mail import open_maildir
 from web import services_of
 
 bp = Blueprint("mailbox", __name__, url_prefix="/mailbox")

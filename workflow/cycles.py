@@ -13,6 +13,7 @@ from workflow.models import (Cycle, Event, MemberPart, Notification, Notificatio
                              Programme, Submission, UTCDateTime)
 from workflow.policy import (PlannedRung, ReportingPolicy, effective_deadline, month_day,
                              plan_cycle_rungs, plan_submission_rungs)
+from workflow.report_templates import template_for_new_cycle
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
 
@@ -33,6 +34,13 @@ def policy_of(programme: Programme) -> ReportingPolicy:
     return ReportingPolicy.from_dict(programme.policy)
 
 
+def template_carried_from(uow: UnitOfWork, cycle: Cycle) -> int | None:
+    """The year whose report template this cycle took over when it opened, if any."""
+    payload = uow.session.scalar(select(Event.payload).where(
+        Event.cycle_id == cycle.id, Event.kind == EventKind.TEMPLATE_CARRIED_FORWARD).limit(1))
+    return payload["from_year"] if payload else None
+
+
 def find_cycle(uow: UnitOfWork, programme: Programme, year: int) -> Cycle:
     cycle = uow.session.scalars(select(Cycle).where(Cycle.programme_id == programme.id,
                                                     Cycle.year == year)).first()
@@ -47,7 +55,11 @@ def find_cycle(uow: UnitOfWork, programme: Programme, year: int) -> Cycle:
 def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetime,
                opens_on: date | None = None, due_on: date | None = None,
                actor: str = "system") -> Cycle:
-    """Open the cycle of ``year``: one submission per active partner and its whole ladder planned."""
+    """Open the cycle of ``year``: one submission per active partner and its whole ladder planned.
+
+    A cycle never invites to a form that does not exist: without a template for the year, the
+    latest earlier one is carried forward (an event says so), and with none at all it refuses.
+    """
     if not 2000 <= year <= 2100:
         raise InvalidInput(f"Ungültiges Berichtsjahr: {year}.")
     policy = policy_of(programme)
@@ -62,9 +74,14 @@ def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetim
     if exists:
         raise InvalidInput(f"Der Berichtszyklus {year} ist bereits geöffnet.")
     session = uow.session
+    template, carried_from = template_for_new_cycle(uow, programme, year, now=now)
     cycle = Cycle(programme_id=programme.id, year=year, opens_on=opens_on, due_on=due_on)
     session.add(cycle)
     session.flush()
+    if carried_from is not None:
+        session.add(Event(cycle_id=cycle.id, kind=EventKind.TEMPLATE_CARRIED_FORWARD, at=now,
+                          actor=actor, payload={"from_year": carried_from,
+                                                "template_id": template.id}))
 
     # Group members report through their group partner: one submission for the group.
     session.execute(insert(Submission).from_select(

@@ -31,4 +31,6 @@ class EventKind(StrEnum):
     INTENT_DECLARED = "intent_declared"  # "we will submit by ..." or "we cannot report"
     MEMBER_PART_SAVED = "member_part_saved"  # a member of a group saved its part; payload: member
     MEMBER_PART_COMPLETED = "member_part_completed"  # a member declared its part finished
+    COORDINATORS_CHANGED = "coordinators_changed"  # programme-wide; payload: old, new
+    TEMPLATE_CARRIED_FORWARD = "template_carried_forward"  # payload: from_year, version
     MEMBER_PART_REOPENED = "member_part_reopened"  # a finished member part was opened again

@@ -187,9 +187,11 @@ class Event(Base):
 
     __tablename__ = "event"
     __table_args__ = (Index("ix_event_submission", "submission_id", "id"),
-                      Index("ix_event_cycle_at", "cycle_id", "at"))
+                      Index("ix_event_cycle_at", "cycle_id", "at"),
+                      Index("ix_event_programme", "programme_id", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
-    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id"))
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("programme.id"))  # programme-wide
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycle.id"))
     submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"))
     kind: Mapped[EventKind] = mapped_column(by_value(EventKind, "event_kind", checked=False))
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from datetime import date, datetime
 from pathlib import Path
@@ -13,9 +12,10 @@ from workflow.cycles import policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Attachment, Cycle, ExtensionRequest, ExtensionStatus, MemberPart,
-                             Programme, ReportTemplate, Submission, SubmissionState)
+                             Submission, SubmissionState)
 from workflow.policy import Audience, effective_deadline
-from workflow.report_form import (ReportTemplateDef, check, display, text_in)
+from workflow.report_form import check, display, text_in
+from workflow.report_templates import template_of
 from workflow.states import Action, awaits_report
 from workflow.submissions import (apply_action, extend_deadline, load_submission, queue_immediate,
                                   record)
@@ -62,49 +62,6 @@ class IncompleteReport(InvalidInput):
     def __init__(self, errors: dict[str, str]):
         super().__init__("Der Bericht ist noch nicht vollständig.")
         self.errors = errors
-
-
-# Templates ---------------------------------------------------------------------------------------
-
-def load_template(uow: UnitOfWork, programme: Programme, data: dict) -> ReportTemplate:
-    """Store a template definition (checked first); the same version twice is a no-op."""
-    definition = ReportTemplateDef.from_dict(data)
-    existing = uow.session.scalars(select(ReportTemplate).where(
-        ReportTemplate.programme_id == programme.id, ReportTemplate.year == definition.year,
-        ReportTemplate.version == definition.version)).first()
-    if existing is not None:
-        if existing.definition != data:
-            raise InvalidInput(f"Version {definition.version} der Vorlage {definition.year} gibt "
-                               "es schon mit anderem Inhalt: bitte die Versionsnummer erhöhen.")
-        return existing
-    row = ReportTemplate(programme_id=programme.id, year=definition.year,
-                         version=definition.version, definition=data)
-    uow.session.add(row)
-    uow.session.flush()
-    return row
-
-
-def load_template_file(uow: UnitOfWork, programme: Programme, path: Path) -> ReportTemplate:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"Datei nicht gefunden: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{path} ist kein gültiges JSON: {exc}") from None
-    return load_template(uow, programme, data)
-
-
-def template_of(uow: UnitOfWork, submission: Submission) -> ReportTemplateDef:
-    """The template a submission is written on: the one it started with, else the newest."""
-    row = uow.session.get(ReportTemplate, submission.template_id) if submission.template_id else \
-        uow.session.scalars(select(ReportTemplate).where(
-            ReportTemplate.programme_id == submission.cycle.programme_id,
-            ReportTemplate.year == submission.cycle.year)
-            .order_by(ReportTemplate.version.desc())).first()
-    if row is None:
-        raise NotFound(f"Für {submission.cycle.year} ist noch keine Berichtsvorlage hinterlegt.")
-    submission.template_id = row.id
-    return ReportTemplateDef.from_dict(row.definition)
 
 
 def previous_answers(uow: UnitOfWork, submission: Submission) -> dict | None:

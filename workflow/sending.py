@@ -22,6 +22,7 @@ from workflow.events import EventKind
 from workflow.models import (AccessToken, Contact, ContactRole, Cycle, Event, MemberPart,
                              Notification, NotificationStatus, Partner, Submission, utcnow)
 from workflow.policy import Audience, effective_deadline
+from workflow.programmes import coordinator_addresses
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.submissions import new_link_token, record
 from workflow.uow import Database, UnitOfWork
@@ -295,7 +296,7 @@ def _compose(uow: UnitOfWork, service: MailService, data: _BatchData,
         "base_url": service.base_url, "reply_to": service.mail_from,
     }
     if submission is None:
-        to, cc, language = list(programme.coordinator_emails or service.coordinator_emails), [], "de"
+        to, cc, language = coordinator_addresses(programme, service.coordinator_emails), [], "de"
         context.update(_cycle_summary(uow, cycle, policy))
         context["dashboard_url"] = f"{service.base_url}/"
     else:
@@ -386,7 +387,7 @@ def _recipients(audience: Audience, contacts: list[Contact], programme, coordina
     reporting, deputies, heads = (emails(ContactRole.REPORTING), emails(ContactRole.DEPUTY),
                                   emails(ContactRole.HEAD))
     if audience is Audience.COORDINATORS:
-        return list(programme.coordinator_emails or coordinators), [], "de"
+        return coordinator_addresses(programme, coordinators), [], "de"
     if audience is Audience.HEAD:
         to, cc = heads or reporting, reporting if heads else deputies
     elif audience is Audience.CONTACT_AND_DEPUTY:

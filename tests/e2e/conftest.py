@@ -52,7 +52,7 @@ class Service:
 def service(tmp_path):
     with smtp_server() as (controller, handler):
         port = free_port()
-        env = {**os.environ, "REPORTCYCLES_INSTANCE": str(tmp_path / "instance"),
+        env = {**os.environ, "INSTANCE_PATH": str(tmp_path / "instance"),
                "BASE_URL": f"http://127.0.0.1:{port}",
                "SMTP_URL": f"smtp://127.0.0.1:{controller.port}", "CELERY_BROKER_URL": "memory://"}
         env.pop("DATABASE_URL", None)

@@ -17,7 +17,7 @@ from tests.support.servers import ROOT, free_port, wait_for_port
 @pytest.fixture
 def embedded_app(tmp_path):
     port = free_port()
-    env = {**os.environ, "REPORTCYCLES_INSTANCE": str(tmp_path / "instance"),
+    env = {**os.environ, "INSTANCE_PATH": str(tmp_path / "instance"),
            "BASE_URL": f"http://127.0.0.1:{port}"}
     for key in ("DATABASE_URL", "CELERY_BROKER_URL", "SMTP_URL"):
         env.pop(key, None)

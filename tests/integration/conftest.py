@@ -10,8 +10,9 @@ import psycopg
 import pytest
 
 from reportcycles.bootstrap import build
-from reportcycles.migrate import upgrade
-from reportcycles.settings import Settings
+from infra.migrate import upgrade
+from infra.settings import Settings
+from tests.support.report import load_shipped_template
 from tests.support.servers import PostgresServer, RedisServer, smtp_server
 from workflow.partners import ensure_programme, import_partners
 from workflow.policy import ReportingPolicy
@@ -84,7 +85,7 @@ def redis_server():
 def make_settings(monkeypatch, tmp_path, database_url, smtp_port, broker="memory://", **extra):
     env = {"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker,
            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "BASE_URL": "http://127.0.0.1:8000",
-           "REPORTCYCLES_INSTANCE": str(tmp_path / "instance"), "SECRET_KEY": "test-secret",
+           "INSTANCE_PATH": str(tmp_path / "instance"), "SECRET_KEY": "test-secret",
            "COORDINATOR_EMAILS": "koordination@example.org", **extra}
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
@@ -119,6 +120,7 @@ def seed_programme(services, partners: int = 30, policy: ReportingPolicy = DEFAU
         programme = ensure_programme(uow, policy=policy,
                                      coordinator_emails=("koordination@example.org",))
         import_partners(uow, programme, partner_csv(partners, languages=("de", "de", "en")))
+        load_shipped_template(uow, programme)
         uow.commit()
         return programme.id
 

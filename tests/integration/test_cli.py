@@ -17,7 +17,7 @@ GOOD_CSV = partner_csv(3)
 @pytest.fixture
 def cli(tmp_path, smtp):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}",
-           "REPORTCYCLES_INSTANCE": str(tmp_path / "instance"),
+           "INSTANCE_PATH": str(tmp_path / "instance"),
            "SMTP_URL": f"smtp://127.0.0.1:{smtp[0].port}", "CELERY_BROKER_URL": "memory://"}
 
     def run(*args, expect=0):
@@ -57,8 +57,30 @@ def test_missing_columns_and_missing_file_get_clear_messages(cli, tmp_path):
                                    expect=2).stderr
 
 
-def test_unknown_year_and_due_before_opening_are_refused(cli, tmp_path):
+def import_partners_and_template(cli, tmp_path):
     cli("partners", "import", write(tmp_path, GOOD_CSV))
+    assert "2027 Version 1 geladen" in cli("templates", "load", "nrw-vielfalt-2027").stdout
+
+
+def test_a_cycle_without_any_report_template_is_refused_naming_templates_load(cli, tmp_path, smtp):
+    cli("partners", "import", write(tmp_path, GOOD_CSV))
+    refused = cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", expect=2)
+    assert "keine Berichtsvorlage" in refused.stderr and "templates load" in refused.stderr
+    assert "keinen Berichtszyklus" in cli("cycles", "status", "2027", expect=2).stderr
+    assert smtp[1].messages == []
+
+
+def test_a_later_cycle_carries_the_last_template_forward_and_says_so(cli, tmp_path, smtp):
+    import_partners_and_template(cli, tmp_path)
+    opened = cli("cycles", "open", "--year", "2028", "--opens", "2028-02-01", "--due",
+                 "2028-04-28").stdout
+    assert "Vorlage von 2027 wurde übernommen" in opened
+    cli("sweep", "--at", "2028-02-01T08:30")
+    assert len(smtp[1].messages) == 3  # the invitations' links lead to the carried-over form
+
+
+def test_unknown_year_and_due_before_opening_are_refused(cli, tmp_path):
+    import_partners_and_template(cli, tmp_path)
     assert "keinen Berichtszyklus" in cli("cycles", "status", "2031", expect=2).stderr
     refused = cli("cycles", "open", "--year", "2027", "--opens", "2027-05-01", "--due",
                   "2027-04-30", expect=2)
@@ -72,7 +94,7 @@ def test_unknown_year_and_due_before_opening_are_refused(cli, tmp_path):
 
 def test_sweep_rehearses_the_year_against_a_real_smtp_server(cli, tmp_path, smtp):
     _, handler = smtp
-    cli("partners", "import", write(tmp_path, GOOD_CSV))
+    import_partners_and_template(cli, tmp_path)
     cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", "--due", "2027-04-30")
     dry = json.loads(cli("sweep", "--at", "2027-02-01T08:30", "--dry-run", "--json").stdout)
     assert dry["send"] == 3 and dry["dry_run"] and handler.messages == []
@@ -101,7 +123,7 @@ def test_demo_loads_the_initiative_partners(cli):
 
 
 def test_policy_is_edited_in_a_file_and_applies_to_cycles_opened_afterwards(cli, tmp_path):
-    cli("partners", "import", write(tmp_path, GOOD_CSV))
+    import_partners_and_template(cli, tmp_path)
     shown = cli("policy", "show").stdout
     assert 'window_start = "08:00"' in shown and "reminders_before = [28, 14, 7, 2]" in shown
     edited = shown.replace("reminders_before = [28, 14, 7, 2]", "reminders_before = [10, 5]")

@@ -10,11 +10,11 @@ from werkzeug.test import EnvironBuilder
 
 from tests.integration.conftest import seed_programme
 from tests.integration.test_cycle_engine import open_2027, submission_ids
-from tests.support.report import TEMPLATE_FILE, VALID_ANSWERS
+from tests.support.report import TEMPLATE_FILE, VALID_ANSWERS, load_shipped_template
 from web import create_app
 from workflow.cycles import get_programme
 from workflow.models import AccessToken, Attachment, Event, Notification
-from workflow.reporting import load_template_file
+from workflow.report_templates import load_template_file
 from workflow.submissions import issue_link_token, load_submission
 
 PDF = b"%PDF-1.4\n% test\n"
@@ -249,7 +249,7 @@ def test_last_years_accepted_report_prefills_and_changes_are_shown(services, smt
     seed_programme(services, partners=1)
     with services.database.unit_of_work() as uow:
         programme = get_programme(uow)
-        load_template_file(uow, programme, TEMPLATE_FILE)
+        load_shipped_template(uow, programme, year=2026)
         last = open_cycle(uow, programme, 2026, now=berlin(date(2026, 2, 1), 7),
                           opens_on=date(2026, 2, 1), due_on=date(2026, 4, 30))
         uow.session.flush()

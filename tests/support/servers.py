@@ -174,7 +174,7 @@ class CeleryWorker:
     def start(self):
         with open(self.logfile, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
+                [sys.executable, "-m", "celery", "-A", "reportcycles.worker", "worker",
                  "--loglevel=INFO", f"--concurrency={self.concurrency}", "--pool=prefork",
                  "--without-gossip", "--without-mingle", "--without-heartbeat",
                  "-n", f"test{free_port()}@localhost"],

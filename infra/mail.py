@@ -12,10 +12,17 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from reportcycles.settings import PROJECT_ROOT, SmtpConfig
+from infra.settings import SmtpConfig
 from workflow.sending import PermanentMailError, TransientMailError
 
-EMAIL_TEMPLATES = PROJECT_ROOT / "templates" / "email"
+
+def email_templates_dir() -> Path:
+    """`templates/email/` of the checkout, or its copy inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    installed = here / "email_templates"
+    return installed if installed.is_dir() else here.parent / "templates" / "email"
+
+
 MONTHS_EN = ["January", "February", "March", "April", "May", "June", "July", "August",
              "September", "October", "November", "December"]
 
@@ -23,7 +30,8 @@ MONTHS_EN = ["January", "February", "March", "April", "May", "June", "July", "Au
 class EmailRenderer:
     """Turns (name, language, context) into subject, text and HTML."""
 
-    def __init__(self, directory: Path = EMAIL_TEMPLATES, timezone: str = "Europe/Berlin"):
+    def __init__(self, directory: Path | None = None, timezone: str = "Europe/Berlin"):
+        directory = directory or email_templates_dir()
         self.zone = ZoneInfo(timezone)
         self.environments = {
             language: self._environment(directory, language) for language in ("de", "en")}
@@ -145,7 +153,18 @@ class _MaildirConnection:
         self.box.add(message)
 
 
-def transport_for(config: SmtpConfig):
+class UnconfiguredTransport:
+    """No SMTP setting: nothing can leave, and the ledger keeps every mail for later."""
+
+    @contextmanager
+    def connect(self):
+        raise TransientMailError("SMTP_URL is not set: no mail can leave")
+        yield  # pragma: no cover
+
+
+def transport_for(config: SmtpConfig | None):
+    if config is None:
+        return UnconfiguredTransport()
     if config.scheme == "maildir":
         return MaildirTransport(Path(config.path))
     return SmtpTransport(config)

@@ -1,0 +1,228 @@
+"""One settings object, read from the environment; defaults need no server at all."""
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_COORDINATORS = ("koordination@example.org",)
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting and what to do."""
+
+
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if value.lower() in TRUE:
+        return True
+    if value.lower() in FALSE:
+        return False
+    raise ConfigError(f"{name} must be 1/0 (or true/false), not {value!r}")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Where mails go: an SMTP server, or (embedded default) a local Maildir."""
+
+    scheme: str  # "smtp" (plain or STARTTLS), "smtps" (implicit TLS) or "maildir"
+    host: str = "127.0.0.1"
+    port: int = 25
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    allow_plaintext_auth: bool = False
+    path: str | None = None  # maildir only
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str) -> "SmtpConfig":
+        """``smtp://user:pass@host:587``; user and password percent-encoded, as in any URL."""
+        parts = urlsplit(url)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if parts.scheme == "maildir":
+            return cls("maildir", path=unquote(parts.path))
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ConfigError("SMTP_URL must start with smtp://, smtps:// or maildir:// "
+                              f"(got {parts.scheme or 'no scheme'}://…)")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError("SMTP_URL has an invalid port (a password with @, # or / must be "
+                              "percent-encoded, or use SMTP_HOST/SMTP_USER/SMTP_PASSWORD)") from None
+        return cls.from_parts(
+            host=parts.hostname or "", port=port, user=unquote(parts.username or "") or None,
+            password=unquote(parts.password or "") or None,
+            implicit_tls=parts.scheme == "smtps", starttls=query.get("starttls"),
+            allow_plaintext=query.get("allow_plaintext"), timeout=query.get("timeout"),
+            name="SMTP_URL")
+
+    @classmethod
+    def from_parts(cls, *, host: str, port: int | str | None, user: str | None,
+                   password: str | None, implicit_tls: bool = False, starttls: str | None = None,
+                   allow_plaintext: str | None = None, timeout: str | None = None,
+                   name: str = "SMTP_HOST") -> "SmtpConfig":
+        """Port 465 means implicit TLS, port 587 STARTTLS; a password never goes out in clear
+        text unless explicitly allowed (e.g. a relay on the same host)."""
+        if not host:
+            raise ConfigError(f"{name}: no host given")
+        try:
+            port = int(port) if port not in (None, "") else (465 if implicit_tls else 25)
+        except ValueError:
+            raise ConfigError(f"SMTP_PORT must be a number, not {port!r}") from None
+        implicit_tls = implicit_tls or port == 465
+        config = cls(
+            "smtps" if implicit_tls else "smtp", host=host, port=port, user=user or None,
+            password=password or None,
+            starttls=not implicit_tls and _flag("SMTP_STARTTLS", starttls, port == 587),
+            allow_plaintext_auth=_flag("SMTP_ALLOW_PLAINTEXT", allow_plaintext, False),
+            timeout=float(timeout or 30))
+        if config.user and not config.encrypted and not config.allow_plaintext_auth:
+            raise ConfigError(
+                f"{name}: refusing to send the SMTP password unencrypted to {host}:{port}. Use "
+                "port 587 (STARTTLS), 465 or smtps:// (TLS), SMTP_STARTTLS=1, or allow it "
+                "explicitly with SMTP_ALLOW_PLAINTEXT=1 (only for a relay on a trusted network).")
+        return config
+
+    @property
+    def encrypted(self) -> bool:
+        return self.scheme == "smtps" or self.starttls
+
+    def describe(self) -> str:
+        """For the console and logs: never the password."""
+        if self.scheme == "maildir":
+            return f"Maildir {self.path}"
+        tls = "TLS" if self.scheme == "smtps" else "STARTTLS" if self.starttls else "unencrypted"
+        user = f"{self.user}@" if self.user else ""
+        return f"smtp {user}{self.host}:{self.port} ({tls})"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _smtp_from_env(instance: Path, embedded: bool) -> SmtpConfig | None:
+    if os.environ.get("SMTP_URL"):
+        return SmtpConfig.from_url(os.environ["SMTP_URL"])
+    if os.environ.get("SMTP_HOST"):
+        return SmtpConfig.from_parts(
+            host=os.environ["SMTP_HOST"], port=os.environ.get("SMTP_PORT"),
+            user=os.environ.get("SMTP_USER"), password=os.environ.get("SMTP_PASSWORD"),
+            implicit_tls=_flag("SMTP_TLS", os.environ.get("SMTP_TLS"), False),
+            starttls=os.environ.get("SMTP_STARTTLS"),
+            allow_plaintext=os.environ.get("SMTP_ALLOW_PLAINTEXT"))
+    # Only the embedded mode has a default: mails land in a local Maildir.
+    return SmtpConfig("maildir", path=str(instance / "mailbox")) if embedded else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_dir: Path
+    database_url: str
+    broker_url: str
+    smtp: SmtpConfig | None  # None: not configured (outside the embedded mode)
+    base_url: str
+    timezone: str
+    secret_key: str
+    mail_from: str
+    coordinator_emails: tuple[str, ...]
+    coordinator_emails_source: str  # "COORDINATOR_EMAILS" or "default"
+    sweep_interval_seconds: int
+    relay_interval_seconds: int
+    send_lease_seconds: int
+    send_batch_size: int
+    max_send_attempts: int
+    trusted_proxies: int = 0
+    ratelimit_storage_url: str = "memory://"
+    embedded: bool = False
+
+    @property
+    def maildir(self) -> Path | None:
+        return Path(self.smtp.path) if self.smtp and self.smtp.scheme == "maildir" else None
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.instance_dir / "uploads"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def require_smtp(self) -> SmtpConfig:
+        if self.smtp is None:
+            raise ConfigError("SMTP_URL is not set: without it no mail can leave. Set SMTP_URL "
+                              "(e.g. smtp://user:password@mail.example.org:587) or SMTP_HOST, "
+                              "SMTP_PORT, SMTP_USER and SMTP_PASSWORD.")
+        return self.smtp
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        instance = Path(_env("INSTANCE_PATH", str(Path.cwd() / "instance"))).resolve()
+        broker = _env("CELERY_BROKER_URL", "memory://")
+        embedded = broker.startswith("memory://")
+        coordinators = tuple(e.strip() for e in os.environ.get("COORDINATOR_EMAILS", "").split(",")
+                             if e.strip())
+        return cls(
+            instance_dir=instance,
+            database_url=_env("DATABASE_URL", f"sqlite:///{instance / 'reportcycles.sqlite'}"),
+            broker_url=broker,
+            smtp=_smtp_from_env(instance, embedded),
+            base_url=_env("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            timezone=_env("TIMEZONE", "Europe/Berlin"),
+            secret_key=_env("SECRET_KEY", "") or instance_secret(instance),
+            mail_from=_env("MAIL_FROM", "Erfolgsfaktor Interkulturelle Öffnung <berichte@example.org>"),
+            coordinator_emails=coordinators or DEFAULT_COORDINATORS,
+            coordinator_emails_source="COORDINATOR_EMAILS" if coordinators else "default",
+            sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 300),
+            relay_interval_seconds=_int("RELAY_INTERVAL_SECONDS", 60),
+            send_lease_seconds=_int("SEND_LEASE_SECONDS", 600),
+            send_batch_size=_int("SEND_BATCH_SIZE", 50),
+            max_send_attempts=_int("MAX_SEND_ATTEMPTS", 8),
+            trusted_proxies=_int("TRUSTED_PROXIES", 0),
+            ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL",
+                                       broker if broker.startswith("redis") else "memory://"),
+            embedded=embedded,
+        )
+
+
+def instance_secret(instance: Path) -> str:
+    """A per-installation secret kept in the instance folder, so `make run` needs no setup.
+
+    Written to a private temporary file first and linked into place: several processes starting
+    at once agree on one key, and no process ever sees a partial or world-readable file.
+    """
+    path = instance / "secret_key"
+    instance.mkdir(parents=True, exist_ok=True)
+    for _ in range(50):
+        try:
+            key = path.read_text().strip()
+        except FileNotFoundError:
+            key = ""
+        if key:
+            return key
+        candidate = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            os.link(candidate, path)  # fails if another process was first: then read theirs
+        except FileExistsError:
+            time.sleep(0.01)
+        finally:
+            candidate.unlink(missing_ok=True)
+    raise ConfigError(f"cannot read the secret key in {path}")

@@ -1,0 +1,82 @@
+"""Report templates: versioned forms per programme and year, and the one a cycle invites to."""
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from workflow.errors import InvalidInput, NotFound
+from workflow.models import Programme, ReportTemplate, Submission
+from workflow.report_form import ReportTemplateDef
+from workflow.uow import UnitOfWork
+
+
+def load_template(uow: UnitOfWork, programme: Programme, data: dict) -> ReportTemplate:
+    """Store a template definition (checked first); the same version twice is a no-op."""
+    definition = ReportTemplateDef.from_dict(data)
+    existing = uow.session.scalars(select(ReportTemplate).where(
+        ReportTemplate.programme_id == programme.id, ReportTemplate.year == definition.year,
+        ReportTemplate.version == definition.version)).first()
+    if existing is not None:
+        if existing.definition != data:
+            raise InvalidInput(f"Version {definition.version} der Vorlage {definition.year} gibt "
+                               "es schon mit anderem Inhalt: bitte die Versionsnummer erhöhen.")
+        return existing
+    row = ReportTemplate(programme_id=programme.id, year=definition.year,
+                         version=definition.version, definition=data)
+    uow.session.add(row)
+    uow.session.flush()
+    return row
+
+
+def load_template_file(uow: UnitOfWork, programme: Programme, path: Path) -> ReportTemplate:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"Datei nicht gefunden: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path} ist kein gültiges JSON: {exc}") from None
+    return load_template(uow, programme, data)
+
+
+def newest_template(uow: UnitOfWork, programme_id: int, year: int) -> ReportTemplate | None:
+    return uow.session.scalars(select(ReportTemplate).where(
+        ReportTemplate.programme_id == programme_id, ReportTemplate.year == year)
+        .order_by(ReportTemplate.version.desc()).limit(1)).first()
+
+
+def template_for_new_cycle(uow: UnitOfWork, programme: Programme, year: int, *,
+                           now: datetime) -> tuple[ReportTemplate, int | None]:
+    """The form a new cycle invites to: the year's own, else the latest earlier year's carried
+    forward as version 1 of this year (returns the year it came from). No form, no cycle."""
+    own = newest_template(uow, programme.id, year)
+    if own is not None:
+        return own, None
+    earlier = uow.session.scalars(select(ReportTemplate).where(
+        ReportTemplate.programme_id == programme.id, ReportTemplate.year < year)
+        .order_by(ReportTemplate.year.desc(), ReportTemplate.version.desc()).limit(1)).first()
+    if earlier is None:
+        raise InvalidInput(
+            f"Für {year} gibt es keine Berichtsvorlage und keine frühere, die übernommen werden "
+            "könnte: zuerst eine laden, die mitgelieferte mit `reportcycles templates load "
+            "nrw-vielfalt-2027` oder eine eigene mit `reportcycles templates load DATEI.json`.")
+    definition = copy.deepcopy(earlier.definition)
+    definition["year"], definition["version"] = year, 1
+    row = ReportTemplate(programme_id=programme.id, year=year, version=1, definition=definition,
+                         created_at=now)
+    uow.session.add(row)
+    uow.session.flush()
+    return row, earlier.year
+
+
+def template_of(uow: UnitOfWork, submission: Submission) -> ReportTemplateDef:
+    """The template a submission is written on: the one it started with, else the newest."""
+    row = uow.session.get(ReportTemplate, submission.template_id) if submission.template_id else \
+        newest_template(uow, submission.cycle.programme_id, submission.cycle.year)
+    if row is None:
+        raise NotFound(f"Für {submission.cycle.year} ist noch keine Berichtsvorlage hinterlegt.")
+    submission.template_id = row.id
+    return ReportTemplateDef.from_dict(row.definition)
