@@ -78,11 +78,11 @@ class SmtpTransport:
         try:
             if cfg.scheme == "smtps":
                 client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout,
-                                          context=ssl.create_default_context())
+                                          context=ssl.create_default_context(cafile=cfg.ca_file))
             else:
                 client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
                 if cfg.starttls:
-                    client.starttls(context=ssl.create_default_context())
+                    client.starttls(context=ssl.create_default_context(cafile=cfg.ca_file))
             if cfg.user:
                 client.login(cfg.user, cfg.password or "")
         except smtplib.SMTPResponseException as exc:

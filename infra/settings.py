@@ -40,6 +40,7 @@ class SmtpConfig:
     allow_plaintext_auth: bool = False
     path: str | None = None  # maildir only
     timeout: float = 30.0
+    ca_file: str | None = None  # a private CA to trust for the server's certificate
 
     @classmethod
     def from_url(cls, url: str) -> "SmtpConfig":
@@ -51,6 +52,10 @@ class SmtpConfig:
         if parts.scheme not in ("smtp", "smtps"):
             raise ConfigError("SMTP_URL must start with smtp://, smtps:// or maildir:// "
                               f"(got {parts.scheme or 'no scheme'}://…)")
+        if parts.fragment or "#" in url:
+            raise ConfigError("SMTP_URL contains '#': characters like # @ / in a user name or "
+                              "password must be percent-encoded (# as %23, @ as %40), or use "
+                              "SMTP_HOST, SMTP_USER and SMTP_PASSWORD instead")
         try:
             port = parts.port
         except ValueError:
@@ -61,13 +66,13 @@ class SmtpConfig:
             password=unquote(parts.password or "") or None,
             implicit_tls=parts.scheme == "smtps", starttls=query.get("starttls"),
             allow_plaintext=query.get("allow_plaintext"), timeout=query.get("timeout"),
-            name="SMTP_URL")
+            ca_file=query.get("ca_file"), name="SMTP_URL")
 
     @classmethod
     def from_parts(cls, *, host: str, port: int | str | None, user: str | None,
                    password: str | None, implicit_tls: bool = False, starttls: str | None = None,
                    allow_plaintext: str | None = None, timeout: str | None = None,
-                   name: str = "SMTP_HOST") -> "SmtpConfig":
+                   ca_file: str | None = None, name: str = "SMTP_HOST") -> "SmtpConfig":
         """Port 465 means implicit TLS, port 587 STARTTLS; a password never goes out in clear
         text unless explicitly allowed (e.g. a relay on the same host)."""
         if not host:
@@ -82,7 +87,7 @@ class SmtpConfig:
             password=password or None,
             starttls=not implicit_tls and _flag("SMTP_STARTTLS", starttls, port == 587),
             allow_plaintext_auth=_flag("SMTP_ALLOW_PLAINTEXT", allow_plaintext, False),
-            timeout=float(timeout or 30))
+            timeout=float(timeout or 30), ca_file=ca_file or os.environ.get("SMTP_CA_FILE") or None)
         if config.user and not config.encrypted and not config.allow_plaintext_auth:
             raise ConfigError(
                 f"{name}: refusing to send the SMTP password unencrypted to {host}:{port}. Use "

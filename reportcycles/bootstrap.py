@@ -52,6 +52,16 @@ def build(settings: Settings | None = None, dispatch: str = "celery",
     return Services(settings, database, mail)
 
 
+def warn_when_no_mail_leaves(settings: Settings):
+    """Processes that only queue mail start without SMTP settings, but say so loudly."""
+    if settings.smtp is None:
+        log.warning("SMTP_URL is not set: mail is queued but no worker can send it until "
+                    "SMTP_URL (or SMTP_HOST …) is set.")
+    elif settings.maildir is not None:
+        log.warning("SMTP_URL is not set: mail is written to %s and does not leave this machine.",
+                    settings.maildir)
+
+
 def make_celery(settings: Settings) -> Celery:
     """The one Celery app: its workers build their services lazily, once per process."""
     app = Celery("reportcycles", include=TASK_MODULES, set_as_current=True)

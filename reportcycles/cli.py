@@ -317,11 +317,12 @@ def cmd_programme(args, settings):
         programme = get_programme(uow)
         if args.programme_command == "coordinators":
             emails = set_coordinators(uow, programme, args.emails, now=utcnow(), actor="cli")
+            name = programme.name
             uow.commit()
-            print(f"Koordination von {programme.name}: {', '.join(emails)}")
+            print(f"Koordination von {name}: {', '.join(emails)}")
             return
         coordinators = coordinators_of(uow, programme, settings.coordinator_emails)
-        policy = policy_of(programme)
+        policy, name = policy_of(programme), programme.name
     if coordinators.source == "environment":
         origin = ("aus COORDINATOR_EMAILS, solange das Programm keine eigene Liste hat"
                   if settings.coordinator_emails_source == "COORDINATOR_EMAILS"
@@ -333,7 +334,7 @@ def cmd_programme(args, settings):
     else:
         origin = ("im Programm gespeichert, beim Anlegen aus COORDINATOR_EMAILS übernommen; "
                   "ändern mit `reportcycles programme coordinators ADRESSE …`")
-    print(f"Programm:     {programme.name}\n"
+    print(f"Programm:     {name}\n"
           f"Koordination: {', '.join(coordinators.emails)}\n"
           f"  Herkunft:   {origin}\n")
     print(_as_toml(policy.to_dict()))
@@ -466,7 +467,9 @@ def cmd_worker(args, settings):
 
 
 def cmd_scheduler(args, settings):
+    from reportcycles.bootstrap import warn_when_no_mail_leaves
     from tasks.scheduler import make_scheduler
+    warn_when_no_mail_leaves(settings)
     make_scheduler(_services(settings, "celery")).start()
 
 
@@ -492,11 +495,9 @@ def cmd_health(args, settings):
 
 
 def cmd_serve(args, settings):
+    from reportcycles.bootstrap import warn_when_no_mail_leaves
     from web import create_app
-    if settings.smtp is None:
-        logging.getLogger("reportcycles").warning(
-            "SMTP_URL ist nicht gesetzt: der Worker startet so nicht, und keine Mail verlässt "
-            "diesen Rechner.")
+    warn_when_no_mail_leaves(settings)
     create_app(settings=settings, services=_services(settings)).run(host=args.host,
                                                                     port=args.port)
 

@@ -19,7 +19,7 @@ from workflow.reporting import (DraftConflict, IncompleteReport, add_attachment,
                                 request_extension, save_draft, save_member_part, start_report,
                                 submit_report, template_of)
 from workflow.states import awaits_report
-from workflow.submissions import LinkExpired, resolve_link
+from workflow.submissions import LinkExpired, coordinators_for, resolve_link
 
 bp = Blueprint("partner", __name__, url_prefix="/r")
 
@@ -36,7 +36,9 @@ def _load(uow, token, *, lead_only=False):
     """The submission behind the link; a member's link also sets ``g.part`` (its own part)."""
     try:
         submission, g.part = resolve_link(uow, token, now=utcnow())
-    except LinkExpired:
+    except LinkExpired as expired:
+        g.coordinators = coordinators_for(uow, expired.submission_id,
+                                          services_of(current_app).settings.coordinator_emails)
         abort(410)
     except NotFound:
         current_app.extensions["token_limit"].record_failure(request.remote_addr or "?")
@@ -149,7 +151,7 @@ def save(token):
                                                now=utcnow(), actor="member",
                                                language=language()))
         except DraftConflict:
-            uow.session.rollback()
+            uow.rollback()
             submission = _load(uow, token)
             return _render_form(uow, submission, token, answers, conflict=True, status=409)
         if part is not None and action == "complete" and not errors:
@@ -178,7 +180,7 @@ def save(token):
 
 def _store_uploads(uow, submission, template, answers, services):
     errors = {}
-    storage = services.settings.instance_dir / "uploads"
+    storage = services.settings.uploads_dir
     for question in template.questions:
         upload = request.files.get(question.id)
         if question.type != "file" or upload is None or not upload.filename:
@@ -269,7 +271,7 @@ def download(token, attachment_id):
         attachment = uow.session.get(Attachment, attachment_id)
         if attachment is None or attachment.submission_id != submission.id:
             abort(404)
-        path = services.settings.instance_dir / "uploads" / attachment.storage_key
+        path = services.settings.uploads_dir / attachment.storage_key
         return send_file(path, mimetype=attachment.content_type, as_attachment=True,
                          download_name=attachment.filename)
 
@@ -329,5 +331,7 @@ def intent(token):
 def gone(_error):
     return render_template(
         "error.html", title=_("Link abgelaufen"),
-        message=_("Dieser Link ist nicht mehr gültig. Bitte wenden Sie sich an die "
-                  "Koordinierungsstelle der Initiative, die Ihnen einen neuen Link schickt.")), 410
+        message=_("Dieser Link ist nicht mehr gültig. Bitte schreiben Sie an die "
+                  "Koordinierungsstelle der Initiative; sie hilft Ihnen weiter."),
+        contacts=g.get("coordinators") or services_of(current_app).settings.coordinator_emails
+    ), 410

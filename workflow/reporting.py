@@ -156,7 +156,9 @@ def add_attachment(uow: UnitOfWork, submission_id: int, question_id: str, *, fil
                                   "JPEG)."}[language])
     key = secrets.token_hex(16)
     storage.mkdir(parents=True, exist_ok=True)
-    (storage / key).write_bytes(data)
+    path = storage / key
+    path.write_bytes(data)
+    uow.on_rollback(lambda: path.unlink(missing_ok=True))
     safe_name = "".join(c for c in Path(filename or "datei").name if c.isprintable())[:200]
     attachment = Attachment(submission_id=submission.id, question_id=question_id,
                             filename=safe_name or "datei", content_type=kind, size=len(data),

@@ -13,6 +13,7 @@ from workflow.events import EventKind
 from workflow.models import (AccessToken, Event, MemberPart, Notification, NotificationStatus,
                              Submission, utcnow)
 from workflow.policy import Audience, effective_deadline, send_instant
+from workflow.programmes import coordinator_addresses
 from workflow.states import SETTLED, Action, awaits_report, transition
 from workflow.uow import UnitOfWork
 
@@ -25,7 +26,14 @@ ACTION_EVENTS = {
 
 
 class LinkExpired(DomainError):
-    pass
+    def __init__(self, message: str, *, submission_id: int):
+        super().__init__(message)
+        self.submission_id = submission_id
+
+
+def coordinators_for(uow: UnitOfWork, submission_id: int, fallback: tuple[str, ...]) -> list[str]:
+    """Whom a partner asks about this submission (e.g. for a new link)."""
+    return coordinator_addresses(load_submission(uow, submission_id).cycle.programme, fallback)
 
 
 def load_submission(uow: UnitOfWork, submission_id: int, *, for_update: bool = False) -> Submission:
@@ -156,7 +164,7 @@ def resolve_link(uow: UnitOfWork, token: str, *, now: datetime):
     if row is None:
         raise NotFound("Unbekannter Link.")
     if row.expires_at < now:
-        raise LinkExpired("Dieser Link ist abgelaufen.")
+        raise LinkExpired("Dieser Link ist abgelaufen.", submission_id=row.submission_id)
     part = uow.session.get(MemberPart, row.member_part_id) if row.member_part_id else None
     return load_submission(uow, row.submission_id), part
 

@@ -76,6 +76,7 @@ class UnitOfWork:
         self.database = database
         self.session: Session | None = None
         self._after_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
 
     def __enter__(self) -> "UnitOfWork":
         self.session = self.database.session_factory()
@@ -83,12 +84,27 @@ class UnitOfWork:
 
     def __exit__(self, *exc):
         try:
-            self.session.rollback()
+            self.rollback()
         finally:
             self.session.close()
 
+    def rollback(self):
+        """Undo the transaction, forget its after-commit work and undo what it did outside."""
+        self.session.rollback()
+        hooks, self._on_rollback, self._after_commit = self._on_rollback, [], []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("clean-up after a rollback failed")
+
+    def on_rollback(self, hook: Callable[[], None]):
+        """Undo a side effect outside the database (a file written) unless this commits."""
+        self._on_rollback.append(hook)
+
     def commit(self):
         self.session.commit()
+        self._on_rollback = []
         hooks, self._after_commit = self._after_commit, []
         for hook in hooks:
             try:

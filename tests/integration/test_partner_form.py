@@ -138,6 +138,19 @@ def test_two_editors_get_a_conflict_not_a_silent_overwrite(partner):
     assert saved_answers(p)["staff_total"] == "100"
 
 
+def test_a_file_sent_with_a_draft_that_is_not_saved_leaves_nothing_on_disk(partner):
+    p = partner
+    uploads = p["services"].settings.uploads_dir
+    _, _, stale_version = form_page(p)
+    post_form(p, {"staff_total": "100"})  # the colleague saves first
+    response = post_form(p, {"selection_document": (io_bytes(PDF), "konzept.pdf")},
+                         version=stale_version)
+    assert response.status_code == 409
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    assert post_form(p, {"selection_document": (io_bytes(PDF), "konzept.pdf")}).status_code == 303
+    assert len(list(uploads.iterdir())) == 1  # a saved draft keeps its file
+
+
 def test_uploads_are_checked_by_size_and_content(partner):
     p = partner
     response = post_form(p, {"selection_document": (io_bytes(b"MZ\x90\x00 not a pdf"),

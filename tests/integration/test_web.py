@@ -67,7 +67,10 @@ def test_unknown_and_expired_links_get_friendly_pages(client, services):
         row.expires_at = datetime.now(UTC) - timedelta(days=1)
         uow.commit()
     expired = client.get(f"/r/{token}")
-    assert expired.status_code == 410 and "Koordinierungsstelle" in expired.get_data(as_text=True)
+    page = expired.get_data(as_text=True)
+    assert expired.status_code == 410 and "Koordinierungsstelle" in page
+    # It names whom to ask and promises no resend that nobody would carry out.
+    assert 'href="mailto:koordination@example.org"' in page and "schickt" not in page
 
 
 def load_state(services, sid):

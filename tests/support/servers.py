@@ -152,14 +152,24 @@ class RecordingHandler:
 
 
 @contextmanager
-def smtp_server():
+def smtp_server(**options):
+    """aiosmtpd on a free loopback port; ``options`` go to its Controller (auth, TLS)."""
     handler = RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
     controller.start()
     try:
         yield controller, handler
     finally:
         controller.stop()
+
+
+def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` made with openssl; trust it with SMTP_CA_FILE=cert."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={host}", "-addext", f"subjectAltName=IP:{host}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
 
 
 class CeleryWorker:
