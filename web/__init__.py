@@ -7,6 +7,7 @@ from flask import Flask, g, redirect, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from infra.services import Services
 from infra.settings import Settings
@@ -35,7 +36,13 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
                       WTF_CSRF_TIME_LIMIT=None, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.secure_cookies)
     app.extensions["reportcycles"] = services
-    app.extensions["token_limit"] = FailedLookupLimit(limit=30, seconds=60)
+    app.extensions["token_limit"] = FailedLookupLimit(settings.ratelimit_storage_url)
+    if settings.trusted_proxies > 0:
+        # Only behind that many proxies do X-Forwarded-For/-Proto name the client and the scheme;
+        # without them the headers are ignored, or a forged one would give a link guesser a new
+        # address per request. The host is not taken: links are built from BASE_URL.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
+                                x_proto=settings.trusted_proxies)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale, default_locale="de",
                    default_translation_directories=str(Path(__file__).parent / "translations"))

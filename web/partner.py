@@ -24,12 +24,11 @@ from workflow.submissions import LinkExpired, coordinators_for, resolve_link
 bp = Blueprint("partner", __name__, url_prefix="/r")
 
 
-@bp.before_request
-def limit_lookups():
-    if current_app.extensions["token_limit"].blocked(request.remote_addr or "?"):
-        return render_template("error.html", title=_("Zu viele Anfragen"),
-                               message=_("Bitte warten Sie eine Minute und versuchen Sie es dann "
-                                         "noch einmal.")), 429
+@bp.errorhandler(429)
+def too_many_failed_lookups(error):
+    return render_template("error.html", title=_("Zu viele Anfragen"),
+                           message=_("Bitte warten Sie eine Minute und versuchen Sie es dann "
+                                     "noch einmal.")), 429, {"Retry-After": str(error.retry_after)}
 
 
 def _load(uow, token, *, lead_only=False):
@@ -41,7 +40,10 @@ def _load(uow, token, *, lead_only=False):
                                           services_of(current_app).settings.coordinator_emails)
         abort(410)
     except NotFound:
-        current_app.extensions["token_limit"].record_failure(request.remote_addr or "?")
+        # Only an unknown token counts, and only it can be refused: a valid link always opens.
+        wait = current_app.extensions["token_limit"].failure(request.remote_addr or "?")
+        if wait is not None:
+            abort(429, retry_after=wait)
         abort(404)
     if lead_only and g.part is not None:
         abort(404)
