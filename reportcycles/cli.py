@@ -208,19 +208,26 @@ def cmd_demo(args, settings):
 
 
 def cmd_partners(args, settings):
-    from workflow.partners import ensure_programme, import_partners
+    from workflow.partners import decode_partner_csv, ensure_programme, import_partners
     try:
-        text = args.file.read_text(encoding="utf-8-sig")
+        data = args.file.read_bytes()
     except FileNotFoundError:
         raise InvalidInput(f"Datei nicht gefunden: {args.file}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{args.file} ist keine UTF-8-Textdatei.") from None
+    except OSError as exc:
+        raise InvalidInput(f"{args.file} lässt sich nicht lesen: {exc.strerror}.") from None
+    text, notes = decode_partner_csv(data)
+    for note in notes:  # before the import, so that they stand next to any error too
+        print(f"Hinweis: {note}")
     services = _services(settings, "none")
     with services.database.unit_of_work() as uow:
         programme = ensure_programme(uow, coordinator_emails=settings.coordinator_emails)
         result = import_partners(uow, programme, text)
         uow.commit()
-    print(f"{result.created} Partner angelegt, {result.updated} aktualisiert.")
+    print(f"{result.created} Partner angelegt, {result.updated} aktualisiert, "
+          f"{result.unchanged} unverändert" +
+          (" – nichts geändert." if not result.created and not result.updated else "."))
+    for warning in result.warnings:
+        print(f"Warnung: {warning}")
 
 
 def cmd_cycles(args, settings):

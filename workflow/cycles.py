@@ -1,13 +1,14 @@
 """Use cases around cycles: open a year's cycle, plan its ladder, report its state."""
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import String, and_, cast, func, insert, literal, select
 
-from workflow.errors import InvalidInput, NotFound
+from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Cycle, Event, MemberPart, Notification, NotificationStatus, Partner,
                              Programme, Submission, UTCDateTime)
@@ -16,6 +17,8 @@ from workflow.policy import (PlannedRung, ReportingPolicy, effective_deadline, m
 from workflow.report_templates import template_for_new_cycle
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 
 def get_programme(uow: UnitOfWork, slug: str | None = None) -> Programme:
@@ -242,9 +245,13 @@ def cycle_status(uow: UnitOfWork, cycle: Cycle) -> CycleStatus:
 
 
 def open_due_cycles(uow: UnitOfWork, now: datetime) -> list[Cycle]:
-    """Open this year's cycle of every programme whose policy says it opens by now (idempotent)."""
+    """Open this year's cycle of every programme whose policy says it opens by now (idempotent).
+
+    A programme whose cycle cannot open (no report template, say) is logged and left closed; it
+    never keeps the other programmes' cycles from opening, nor the sweep that follows.
+    """
     opened = []
-    for programme in uow.session.scalars(select(Programme).order_by(Programme.id)):
+    for programme in uow.session.scalars(select(Programme).order_by(Programme.id)).all():
         policy = policy_of(programme)
         today = now.astimezone(policy.zone).date()
         if not policy.auto_open or today < month_day(policy.cycle_opens, today.year):
@@ -255,12 +262,20 @@ def open_due_cycles(uow: UnitOfWork, now: datetime) -> list[Cycle]:
             continue
         if month_day(policy.cycle_due, today.year) <= today:
             continue  # the whole cycle would already be over: a coordinator opens it by hand
+        # Counted as open_cycle counts: group members report through their group partner.
         if not uow.session.scalar(select(func.count()).select_from(Partner).where(
-                Partner.programme_id == programme.id, Partner.active.is_(True))):
+                Partner.programme_id == programme.id, Partner.active.is_(True),
+                Partner.group_id.is_(None))):
             continue
-        opened.append(open_cycle(uow, programme, today.year, now=now, opens_on=today
-                                 if today > month_day(policy.cycle_opens, today.year) else None,
-                                 actor="scheduler"))
+        try:
+            with uow.session.begin_nested():  # a refusal undoes only this programme's part
+                cycle = open_cycle(uow, programme, today.year, now=now, opens_on=today
+                                   if today > month_day(policy.cycle_opens, today.year) else None,
+                                   actor="scheduler")
+        except DomainError as exc:
+            log.warning("cycle %s of programme %r not opened: %s", today.year, programme.slug, exc)
+            continue
+        opened.append(cycle)
     return opened
 
 

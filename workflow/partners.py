@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from workflow.errors import InvalidInput
 from workflow.models import (PARTNER_KIND_LABELS, Contact, ContactRole, Partner, PartnerKind,
@@ -23,6 +25,9 @@ EMAIL = re.compile(r"^[^@\s<>,;\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:
 KINDS = {**{k.value: k for k in PartnerKind},
          **{label.casefold(): kind for kind, label in PARTNER_KIND_LABELS.items()}}
 MAX_NAME = 300
+DELIMITERS = (",", ";", "\t")
+ABORTED = "Import abgebrochen, nichts wurde gespeichert:"
+CP1252_NOTE = "Datei war nicht UTF-8; als Windows-1252 gelesen."
 
 
 def ensure_programme(uow: UnitOfWork, slug: str = DEFAULT_PROGRAMME_SLUG,
@@ -53,35 +58,90 @@ class PartnerRow:
     employees: int | None
     group: str
 
+    def contacts(self) -> list[tuple[ContactRole, str, str]]:
+        """(role, e-mail, name) of each contact the line names."""
+        wanted = [(ContactRole.REPORTING, self.contact_email, self.contact_name)]
+        if self.deputy_email:
+            wanted.append((ContactRole.DEPUTY, self.deputy_email, ""))
+        if self.head_email:
+            wanted.append((ContactRole.HEAD, self.head_email, self.head_name))
+        return wanted
+
 
 @dataclass
 class ImportResult:
     created: int
     updated: int
+    unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def decode_partner_csv(data: bytes) -> tuple[str, list[str]]:
+    """The text of an uploaded CSV file and notes on how it was read: UTF-8 (with or without
+    BOM), UTF-16 with BOM (Excel's "Unicode text"), else Windows-1252 (Excel's "CSV")."""
+    if data.startswith(b"PK\x03\x04"):
+        raise InvalidInput("Die Datei ist eine Arbeitsmappe (Excel oder LibreOffice), keine "
+                           "CSV-Datei: beim Speichern „CSV UTF-8 (durch Trennzeichen getrennt)“ "
+                           "wählen.")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), []
+        except UnicodeDecodeError:
+            raise InvalidInput("Die Datei beginnt wie UTF-16, ist aber keines.") from None
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError:
+        pass
+    if b"\x00" in data:
+        raise InvalidInput("Die Datei ist keine Textdatei (sie enthält Null-Bytes).")
+    try:
+        return data.decode("cp1252"), [CP1252_NOTE]
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"Die Datei ist weder UTF-8 noch Windows-1252 (Byte "
+                           f"0x{data[exc.start]:02X} an Stelle {exc.start + 1}): bitte als "
+                           "„CSV UTF-8“ speichern.") from None
+
+
+def guess_delimiter(header_line: str) -> str:
+    """The delimiter used most often in the header line outside quotes (a comma if none)."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def parse_partner_csv(text: str) -> list[PartnerRow]:
     """Validate every line; raise InvalidInput listing each bad line by its number."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    try:
-        dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    header_line = text.split("\n", 1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""), csv.excel,
+                        delimiter=guess_delimiter(header_line))
+    header = [h.strip().lower() for h in next(reader, [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InvalidInput(f"Der CSV-Datei fehlen Spalten: {', '.join(missing)} "
-                           f"(Zeile 1: {', '.join(header) or 'leer'}).")
-    reader.fieldnames = header
+                           f"(Zeile 1: {', '.join(h for h in header if h) or 'leer'}).")
     rows, problems, seen = [], [], {}
-    for record in reader:
-        line = reader.line_num
-        values = {k: (v or "").strip() for k, v in record.items() if k is not None}
-        if None in record:
-            problems.append(f"Zeile {line}: mehr Felder als Spalten")
+    while True:
+        line = reader.line_num + 1  # where the record starts (a quoted field may span lines)
+        try:
+            record = next(reader, None)
+        except csv.Error as exc:
+            problems.append(f"Zeile {line}: nicht lesbar ({exc})")
+            break
+        if record is None:
+            break
+        if len(record) > len(header) and any(v.strip() for v in record[len(header):]):
+            problems.append(f"Zeile {line}: mehr Felder als Spalten ({len(record)} statt "
+                            f"{len(header)})")
             continue
+        values = {k: v.strip() for k, v in zip(header, record) if k}
         if not any(values.values()):
             continue
         errors = []
@@ -131,52 +191,176 @@ def parse_partner_csv(text: str) -> list[PartnerRow]:
         if row.group and row.group.casefold() == row.name.casefold():
             problems.append(f"Zeile {row.line}: ein Partner kann nicht seine eigene Gruppe sein")
     if problems:
-        raise InvalidInput("Import abgebrochen, nichts wurde gespeichert:", problems)
+        raise InvalidInput(ABORTED, problems)
+    problems = group_problems([GroupEntry(r.name, r.line, r.group) for r in rows])
+    if problems:
+        raise InvalidInput(ABORTED, problems)
     return rows
 
 
+@dataclass(frozen=True)
+class GroupEntry:
+    """A partner as the group check sees it: its line in the file (None: only in the database)."""
+    name: str
+    line: int | None
+    group: str
+
+
+def _where(entry: GroupEntry) -> str:
+    return f"Zeile {entry.line}" if entry.line else "bereits gespeichert"
+
+
+def group_problems(entries: list[GroupEntry]) -> list[str]:
+    """Groups are one level deep: a group partner's members have no members of their own (so
+    there are no loops). Groups named but not among ``entries`` are left to the caller."""
+    by_key = {e.name.casefold(): e for e in entries}
+
+    def group_of(entry: GroupEntry) -> GroupEntry | None:
+        target = by_key.get(entry.group.casefold()) if entry.group else None
+        return target if target is not entry else None  # own group: reported on its own
+
+    members = defaultdict(list)
+    for entry in entries:
+        if (group := group_of(entry)) is not None:
+            members[group.name.casefold()].append(entry)
+    problems, in_loop = [], set()
+    for start in entries:
+        path, entry = [], start
+        while entry is not None and entry not in path and entry.name.casefold() not in in_loop:
+            path.append(entry)
+            entry = group_of(entry)
+        if entry is None or entry not in path:
+            continue
+        loop = path[path.index(entry):]
+        in_loop.update(e.name.casefold() for e in loop)
+        lines = sorted(e.line for e in loop if e.line)
+        chain = " → ".join(f"'{e.name}'" for e in [*loop, loop[0]])
+        where = ("Zeilen " + ", ".join(map(str, lines)) if len(lines) > 1 else
+                 f"Zeile {lines[0]}" if lines else "Gespeicherte Partner")
+        problems.append(f"{where}: Gruppen im Kreis ({chain}); ein Gruppenpartner kann nicht "
+                        "selbst Mitglied einer Gruppe sein")
+    for entry in entries:
+        key = entry.name.casefold()
+        group = group_of(entry)
+        if group is None or key in in_loop or not members.get(key):
+            continue
+        below = ", ".join(f"'{m.name}' ({_where(m)})" for m in members[key])
+        problems.append(f"{_where(entry)}: '{entry.name}' ist Mitglied von '{group.name}' "
+                        f"({_where(group)}) und hat selbst Mitglieder: {below}; Mitglieder einer "
+                        "Gruppe können keine eigenen Mitglieder haben")
+    return problems
+
+
+def shared_email_warnings(entries: list[tuple[str, str, int | None]]) -> list[str]:
+    """Warnings for a reporting e-mail address shared by several partners; entries are
+    (e-mail, partner name, line in the file or None when only in the database)."""
+    by_email = defaultdict(list)
+    for email, name, line in entries:
+        by_email[email.casefold()].append((email, name, line))
+    warnings = []
+    for users in by_email.values():
+        lines = sorted(line for _, _, line in users if line)
+        if len(users) < 2 or not lines:  # a sharing only among stored partners is not news
+            continue
+        where = ("Zeilen " + ", ".join(map(str, lines)) if len(lines) > 1 else f"Zeile {lines[0]}")
+        names = ", ".join(f"'{name}'" + ("" if line else " (bereits gespeichert)")
+                          for _, name, line in sorted(users, key=lambda u: u[2] or 0))
+        warnings.append(f"{where}: die E-Mail-Adresse {users[0][0]} ist Berichtskontakt mehrerer "
+                        f"Partner ({names}); sie erhält die Mails aller dieser Partner.")
+    return warnings
+
+
 def import_partners(uow: UnitOfWork, programme: Programme, text: str) -> ImportResult:
-    """Create or update partners and their contacts from CSV text; any bad line imports nothing."""
+    """Create or update partners and their contacts from CSV text; any bad line imports nothing.
+
+    Nothing unchanged is written. A contact is known by its role and e-mail address: while
+    both stay, its row (and id) stays and name or language are updated in place; a contact the
+    file no longer names is deleted, a new one added. Partners missing from the file are kept.
+    """
     rows = parse_partner_csv(text)
     session = uow.session
-    existing = {p.name.casefold(): p for p in session.scalars(
+    stored = {p.name.casefold(): p for p in session.scalars(
         select(Partner).where(Partner.programme_id == programme.id))}
-    created = updated = 0
-    by_name = {}
-    for row in rows:
-        partner = existing.get(row.name.casefold())
-        if partner is None:
-            partner = Partner(programme_id=programme.id, name=row.name)
-            session.add(partner)
-            created += 1
-        else:
-            updated += 1
-            partner.contacts.clear()
-        partner.kind = row.kind
-        partner.joined_on = row.joined_on
-        partner.employees = row.employees
-        partner.active = True
-        partner.contacts.append(Contact(name=row.contact_name, email=row.contact_email,
-                                        role=ContactRole.REPORTING, language=row.language))
-        if row.deputy_email:
-            partner.contacts.append(Contact(name="", email=row.deputy_email,
-                                            role=ContactRole.DEPUTY, language=row.language))
-        if row.head_email:
-            partner.contacts.append(Contact(name=row.head_name, email=row.head_email,
-                                            role=ContactRole.HEAD, language=row.language))
-        by_name[row.name.casefold()] = partner
-    session.flush()
-    problems = []
-    for row in rows:
-        if not row.group:
-            by_name[row.name.casefold()].group_id = None
-            continue
-        group = by_name.get(row.group.casefold()) or existing.get(row.group.casefold())
-        if group is None:
-            problems.append(f"Zeile {row.line}: Gruppe '{row.group}' ist kein bekannter Partner")
-        else:
-            by_name[row.name.casefold()].group_id = group.id
+    contacts = defaultdict(list)
+    for contact in session.scalars(select(Contact).join(Partner).where(
+            Partner.programme_id == programme.id).order_by(Contact.id)):
+        contacts[contact.partner_id].append(contact)
+    for partner in stored.values():  # the collections are loaded: no query per partner
+        set_committed_value(partner, "contacts", contacts[partner.id])
+
+    in_file = {row.name.casefold() for row in rows}
+    by_id = {p.id: p for p in stored.values()}
+    entries = [GroupEntry(r.name, r.line, r.group) for r in rows]
+    entries += [GroupEntry(p.name, None, by_id[p.group_id].name if p.group_id in by_id else "")
+                for key, p in stored.items() if key not in in_file]
+    known = in_file | set(stored)
+    problems = [f"Zeile {r.line}: Gruppe '{r.group}' ist kein bekannter Partner" for r in rows
+                if r.group and r.group.casefold() not in known]
+    problems += group_problems(entries)
     if problems:
-        raise InvalidInput("Import abgebrochen, nichts wurde gespeichert:", problems)
+        raise InvalidInput(ABORTED, problems)
+    warnings = shared_email_warnings(
+        [(r.contact_email, r.name, r.line) for r in rows] +
+        [(c.email, p.name, None) for key, p in stored.items() if key not in in_file
+         for c in contacts[p.id] if c.role == ContactRole.REPORTING])
+
+    imported, changed = {}, set()
+    for row in rows:
+        key = row.name.casefold()
+        partner = stored.get(key)
+        if partner is None:
+            partner = Partner(programme_id=programme.id, name=row.name, kind=row.kind,
+                              joined_on=row.joined_on, employees=row.employees, active=True)
+            partner.contacts = [Contact(name=name, email=email, role=role, language=row.language)
+                                for role, email, name in row.contacts()]
+            session.add(partner)
+        elif _update_partner(partner, row):
+            changed.add(key)
+        imported[key] = partner
+    session.flush()  # new partners get their ids, which their members point to
+    for row in rows:
+        key = row.name.casefold()
+        group = (imported.get(row.group.casefold()) or stored.get(row.group.casefold())
+                 if row.group else None)
+        group_id = group.id if group is not None else None
+        if imported[key].group_id != group_id:
+            imported[key].group_id = group_id
+            changed.add(key)
     session.flush()
-    return ImportResult(created, updated)
+    created = len(in_file - stored.keys())
+    return ImportResult(created=created, updated=len(changed & stored.keys()),
+                        unchanged=len(rows) - created - len(changed & stored.keys()),
+                        warnings=warnings)
+
+
+def _update_partner(partner: Partner, row: PartnerRow) -> bool:
+    """Bring a stored partner in line with its CSV line; True if anything changed."""
+    changed = False
+    for attribute, value in (("name", row.name), ("kind", row.kind),
+                             ("joined_on", row.joined_on), ("employees", row.employees),
+                             ("active", True)):
+        if getattr(partner, attribute) != value:
+            setattr(partner, attribute, value)
+            changed = True
+    existing, doubles = {}, []
+    for contact in partner.contacts:
+        key = (contact.role, contact.email.casefold())
+        if key in existing:
+            doubles.append(contact)
+        else:
+            existing[key] = contact
+    for role, email, name in row.contacts():
+        contact = existing.pop((role, email.casefold()), None)
+        if contact is None:
+            partner.contacts.append(Contact(name=name, email=email, role=role,
+                                            language=row.language))
+            changed = True
+            continue
+        for attribute, value in (("email", email), ("name", name), ("language", row.language)):
+            if getattr(contact, attribute) != value:
+                setattr(contact, attribute, value)
+                changed = True
+    for gone in [*existing.values(), *doubles]:
+        partner.contacts.remove(gone)  # delete-orphan: the row is deleted at flush
+        changed = True
+    return changed
