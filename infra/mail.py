@@ -5,15 +5,21 @@ import mailbox
 import smtplib
 import ssl
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from email.header import Header
 from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime as email_date
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
 
 from infra.settings import SmtpConfig
-from workflow.sending import PermanentMailError, TransientMailError
+from workflow.composition import OutgoingMail
+from workflow.delivery import PermanentMailError, ServerUnavailable, TransientMailError
 
 
 def email_templates_dir() -> Path:
@@ -68,12 +74,34 @@ def format_datetime(value: datetime, language: str) -> str:
     return f"{value:%d.%m.%Y, %H:%M} Uhr"
 
 
+def build_message(mail: OutgoingMail) -> Message:
+    """A multipart/alternative mail. Built with the compat32 classes: the same MIME as the
+    modern API, at a fraction of its cost per message (it matters at 20,000 mails)."""
+    message = MIMEMultipart("alternative")
+    message["Subject"] = Header(mail.subject, "utf-8")
+    name, address = parseaddr(mail.sender)
+    message["From"] = formataddr((str(Header(name, "utf-8")), address)) if name else address
+    message["To"] = ", ".join(mail.to)
+    if mail.cc:
+        message["Cc"] = ", ".join(mail.cc)
+    message["Date"] = email_date(datetime.now(UTC))
+    message["Message-ID"] = mail.message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message["Content-Language"] = mail.language
+    message["X-Reportcycles-Rung"] = mail.rung
+    message.attach(MIMEText(mail.text, "plain", "utf-8"))
+    message.attach(MIMEText(mail.html, "html", "utf-8"))
+    return message
+
+
 class SmtpTransport:
     def __init__(self, config: SmtpConfig):
         self.config = config
 
     @contextmanager
     def connect(self):
+        """Any failure before the first mail means the server is away: no mail is to blame."""
         cfg = self.config
         try:
             if cfg.scheme == "smtps":
@@ -85,10 +113,13 @@ class SmtpTransport:
                     client.starttls(context=ssl.create_default_context(cafile=cfg.ca_file))
             if cfg.user:
                 client.login(cfg.user, cfg.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ServerUnavailable(f"login refused: {exc.smtp_code} {_text(exc.smtp_error)}") \
+                from exc
         except smtplib.SMTPResponseException as exc:
-            raise _classify(exc.smtp_code, exc.smtp_error) from exc
+            raise ServerUnavailable(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientMailError(f"SMTP connection failed: {exc}") from exc
+            raise ServerUnavailable(f"no connection to {cfg.host}:{cfg.port}: {exc}") from exc
         try:
             yield _SmtpConnection(client)
         finally:
@@ -102,30 +133,33 @@ class _SmtpConnection:
     def __init__(self, client: smtplib.SMTP):
         self.client = client
 
-    def send(self, message: Message) -> None:
+    def send(self, mail: OutgoingMail) -> dict[str, str]:
+        message = build_message(mail)
         try:
             refused = self.client.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
+            replies = {address: f"{code} {_text(text)}"
+                       for address, (code, text) in exc.recipients.items()}
             codes = [code for code, _ in exc.recipients.values()]
+            if any(code == 421 for code in codes):
+                raise ServerUnavailable(f"server closing: {replies}") from exc
             if all(500 <= code < 600 for code in codes):
-                raise PermanentMailError(f"all recipients refused: {exc.recipients}") from exc
-            raise TransientMailError(f"recipients refused: {exc.recipients}") from exc
+                raise PermanentMailError(f"all recipients refused: {replies}", replies) from exc
+            raise TransientMailError(f"recipients refused for now: {replies}") from exc
         except smtplib.SMTPResponseException as exc:
-            raise _classify(exc.smtp_code, exc.smtp_error) from exc
-        except smtplib.SMTPServerDisconnected as exc:
-            raise TransientMailError(f"SMTP server disconnected: {exc}") from exc
+            if exc.smtp_code == 421:
+                raise ServerUnavailable(f"421 {_text(exc.smtp_error)}") from exc
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentMailError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
+            raise TransientMailError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientMailError(str(exc)) from exc
-        if refused:
-            # Some recipients were accepted: the mail is out; the refusals are logged by the caller.
-            return
+            # Dropped mid-mail (perhaps after the final dot): this mail is tried again.
+            raise TransientMailError(f"connection lost: {exc}") from exc
+        return {address: f"{code} {_text(text)}" for address, (code, text) in refused.items()}
 
 
-def _classify(code: int, text) -> Exception:
-    detail = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-    if 500 <= code < 600:
-        return PermanentMailError(f"{code} {detail}")
-    return TransientMailError(f"{code} {detail}")
+def _text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class MaildirTransport:
@@ -149,8 +183,9 @@ class _MaildirConnection:
     def __init__(self, box: mailbox.Maildir):
         self.box = box
 
-    def send(self, message: Message) -> None:
-        self.box.add(message)
+    def send(self, mail: OutgoingMail) -> dict[str, str]:
+        self.box.add(build_message(mail))
+        return {}
 
 
 class UnconfiguredTransport:
@@ -158,7 +193,7 @@ class UnconfiguredTransport:
 
     @contextmanager
     def connect(self):
-        raise TransientMailError("SMTP_URL is not set: no mail can leave")
+        raise ServerUnavailable("SMTP_URL is not set: no mail can leave")
         yield  # pragma: no cover
 
 

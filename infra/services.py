@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.settings import Settings
-from workflow.sending import MailService
+from workflow.delivery import MailService
 from workflow.uow import Database
 
 

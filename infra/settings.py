@@ -150,6 +150,7 @@ class Settings:
     sweep_interval_seconds: int
     relay_interval_seconds: int
     send_lease_seconds: int
+    dispatch_lease_seconds: int
     send_batch_size: int
     max_send_attempts: int
     trusted_proxies: int = 0
@@ -194,8 +195,9 @@ class Settings:
             coordinator_emails=coordinators or DEFAULT_COORDINATORS,
             coordinator_emails_source="COORDINATOR_EMAILS" if coordinators else "default",
             sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 300),
-            relay_interval_seconds=_int("RELAY_INTERVAL_SECONDS", 60),
+            relay_interval_seconds=_int("RELAY_INTERVAL_SECONDS", 30),
             send_lease_seconds=_int("SEND_LEASE_SECONDS", 600),
+            dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 60),
             send_batch_size=_int("SEND_BATCH_SIZE", 50),
             max_send_attempts=_int("MAX_SEND_ATTEMPTS", 8),
             trusted_proxies=_int("TRUSTED_PROXIES", 0),

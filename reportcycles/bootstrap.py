@@ -13,7 +13,8 @@ from infra.services import Services
 from infra.settings import Settings
 from tasks.celery_app import TASK_MODULES, celery_config
 from tasks.dispatch import CeleryDispatcher
-from workflow.sending import MailService, deliver
+from workflow.composition import Letterhead
+from workflow.delivery import MailService, deliver
 from workflow.uow import Database, NoDispatch
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ class DeliverInProcess:
     def send_notifications(self, ids, as_of: datetime | None = None):
         deliver(self.mail, ids, as_of)
 
+    def backlog(self) -> int:
+        return 0  # nothing waits anywhere: each hand-over is sent before the call returns
+
 
 def build(settings: Settings | None = None, dispatch: str = "celery",
           celery: Celery | None = None) -> Services:
@@ -35,13 +39,13 @@ def build(settings: Settings | None = None, dispatch: str = "celery",
     install_redaction()  # whatever the entry point, no personal link reaches a log
     settings = settings or Settings.from_env()
     database = Database(settings.database_url)
-    domain = urlsplit(settings.base_url).hostname or "reportcycles.invalid"
-    mail = MailService(
-        database=database, transport=transport_for(settings.smtp),
+    letterhead = Letterhead(
         render=EmailRenderer(timezone=settings.timezone), base_url=settings.base_url,
         mail_from=settings.mail_from, coordinator_emails=settings.coordinator_emails,
-        lease_seconds=settings.send_lease_seconds, max_attempts=settings.max_send_attempts,
-        message_id_domain=domain)
+        message_id_domain=urlsplit(settings.base_url).hostname or "reportcycles.invalid")
+    mail = MailService(database=database, transport=transport_for(settings.smtp),
+                       letterhead=letterhead, lease_seconds=settings.send_lease_seconds,
+                       max_attempts=settings.max_send_attempts)
     if dispatch == "celery":
         database.dispatcher = CeleryDispatcher(celery or make_celery(settings),
                                                settings.send_batch_size)

@@ -12,7 +12,7 @@ from infra.services import Services
 from infra.settings import Settings
 from workflow.cycles import open_due_cycles
 from workflow.models import utcnow
-from workflow.sending import relay
+from workflow.delivery import relay
 from workflow.sweep import SweepResult, sweep
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ def tick(services: Services, now: datetime | None = None) -> SweepResult:
 
 def relay_outbox(services: Services) -> list[int]:
     with services.database.unit_of_work() as uow:
-        ids = relay(uow, lease_seconds=services.settings.send_lease_seconds)
+        ids = relay(uow, lease_seconds=services.settings.send_lease_seconds,
+                    dispatch_lease_seconds=services.settings.dispatch_lease_seconds,
+                    broker_backlog=services.database.dispatcher.backlog())
         uow.commit()
     _beat(services.settings)
     if ids:

@@ -1,4 +1,4 @@
-"""Celery tasks: thin adapters over workflow.sending."""
+"""Celery tasks: thin adapters over workflow.delivery."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from tasks.celery_app import services_of
 from tasks.dispatch import SEND_BATCH
-from workflow.sending import deliver
+from workflow.delivery import deliver
 
 log = logging.getLogger(__name__)
 

@@ -6,14 +6,16 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import String, and_, cast, func, insert, literal, select
+from sqlalchemy import and_, func, insert, literal, select
 
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Cycle, Event, MemberPart, Notification, NotificationStatus, Partner,
                              Programme, Submission, UTCDateTime)
-from workflow.policy import (PlannedRung, ReportingPolicy, effective_deadline, month_day,
-                             plan_cycle_rungs, plan_submission_rungs)
+from workflow.ledger import (plan_cycle_notice, plan_member_invitations, plan_rung_for_cycle,
+                             plan_submission_rung)
+from workflow.policy import (ReportingPolicy, effective_deadline, month_day, plan_cycle_rungs,
+                             plan_submission_rungs)
 from workflow.report_templates import template_for_new_cycle
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
@@ -103,13 +105,12 @@ def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetim
         select(literal(cycle.id), Submission.id, literal(EventKind.INVITED.value), _instant(now),
                literal(actor)).where(Submission.cycle_id == cycle.id)))
     rungs = plan_submission_rungs(policy, opens_on, due_on)
-    _plan_for_cycle_submissions(uow, cycle, rungs, now)
-    _plan_member_parts(uow, cycle, rungs[0], now)
+    for rung in rungs:
+        plan_rung_for_cycle(uow, cycle.id, due_on, rung, now)
+    _create_member_parts(uow, cycle)
+    plan_member_invitations(uow, cycle.id, rungs[0], now)
     for rung in plan_cycle_rungs(policy, due_on):
-        session.add(Notification(
-            cycle_id=cycle.id, submission_id=None, dedupe_key=f"c{cycle.id}:{rung.rung}@{due_on}",
-            rung=rung.rung, email=rung.email, audience=rung.audience, seq=rung.seq,
-            due_at=rung.due_at, created_at=now))
+        plan_cycle_notice(uow, cycle.id, due_on, rung, now)
     session.add(Event(cycle_id=cycle.id, kind=EventKind.CYCLE_OPENED, at=now, actor=actor,
                       payload={"opens_on": opens_on.isoformat(), "due_on": due_on.isoformat(),
                                "partners": partners}))
@@ -121,72 +122,22 @@ def _instant(value: datetime):
     return literal(value, UTCDateTime())
 
 
-def _plan_for_cycle_submissions(uow: UnitOfWork, cycle: Cycle, rungs: list[PlannedRung],
-                                now: datetime):
-    """Insert each rung for every submission of the cycle, one set-based INSERT per rung."""
-    for rung in rungs:
-        uow.session.execute(insert(Notification).from_select(
-            ["cycle_id", "submission_id", "dedupe_key", "rung", "email", "audience", "seq",
-             "escalation_level", "flags_non_reporting", "due_at", "status", "attempts",
-             "created_at"],
-            select(literal(cycle.id), Submission.id,
-                   literal("s") + cast(Submission.id, String)
-                   + literal(":" + ledger_key(rung, cycle.due_on)),
-                   literal(rung.rung), literal(rung.email), literal(rung.audience.value),
-                   literal(rung.seq), literal(rung.escalation_level),
-                   literal(rung.flags_non_reporting), _instant(rung.due_at),
-                   literal(NotificationStatus.PLANNED.value), literal(0), _instant(now))
-            .where(Submission.cycle_id == cycle.id)))
-
-
-def _plan_member_parts(uow: UnitOfWork, cycle: Cycle, invitation: PlannedRung, now: datetime):
-    """Each active member of a group partner gets its own part and its own invitation."""
-    session = uow.session
-    session.execute(insert(MemberPart).from_select(
+def _create_member_parts(uow: UnitOfWork, cycle: Cycle):
+    """Each active member of a group partner gets its own part of the group's report."""
+    uow.session.execute(insert(MemberPart).from_select(
         ["submission_id", "partner_id", "version"],
         select(Submission.id, Partner.id, literal(0))
         .join(Partner, Partner.group_id == Submission.partner_id)
         .where(Submission.cycle_id == cycle.id, Partner.active.is_(True))))
-    session.execute(insert(Notification).from_select(
-        ["cycle_id", "submission_id", "member_part_id", "dedupe_key", "rung", "email", "audience",
-         "seq", "escalation_level", "flags_non_reporting", "due_at", "status", "attempts",
-         "created_at"],
-        select(literal(cycle.id), MemberPart.submission_id, MemberPart.id,
-               literal("m") + cast(MemberPart.id, String) + literal(":invitation"),
-               literal("member_invitation"), literal("member_invitation"),
-               literal(invitation.audience.value), literal(0), literal(0), literal(False),
-               _instant(invitation.due_at), literal(NotificationStatus.PLANNED.value), literal(0),
-               _instant(now))
-        .join(Submission, Submission.id == MemberPart.submission_id)
-        .where(Submission.cycle_id == cycle.id)))
-
-
-def ledger_key(rung: PlannedRung, due_on: date) -> str:
-    """The rung's part of the ledger key: deadline-relative rungs are unique per deadline."""
-    return rung.rung if rung.rung == "invitation" else f"{rung.rung}@{due_on.isoformat()}"
 
 
 def plan_rungs_for_submission(uow: UnitOfWork, submission: Submission, policy: ReportingPolicy,
                               *, after: datetime):
     """Plan the ladder of one submission for its current deadline, for rungs still in the future."""
-    rungs = plan_submission_rungs(policy, submission.cycle.opens_on, submission.due_on,
-                                  include_invitation=False)
-    for rung in rungs:
-        if rung.due_at <= after:
-            continue
-        key = f"s{submission.id}:{ledger_key(rung, submission.due_on)}"
-        existing = uow.session.scalars(select(Notification)
-                                       .where(Notification.dedupe_key == key)).first()
-        if existing is not None:
-            if existing.status == NotificationStatus.CANCELLED:  # owed again (returned, revoked)
-                existing.status = NotificationStatus.PLANNED
-                existing.last_error = None
-            continue
-        uow.session.add(Notification(
-            cycle_id=submission.cycle_id, submission_id=submission.id, dedupe_key=key,
-            rung=rung.rung, email=rung.email, audience=rung.audience, seq=rung.seq,
-            escalation_level=rung.escalation_level, flags_non_reporting=rung.flags_non_reporting,
-            due_at=rung.due_at, created_at=after))
+    for rung in plan_submission_rungs(policy, submission.cycle.opens_on, submission.due_on,
+                                      include_invitation=False):
+        if rung.due_at > after:
+            plan_submission_rung(uow, submission, rung, after)
 
 
 @dataclass

@@ -23,7 +23,11 @@ class EventKind(StrEnum):
     NOTIFICATION_SENT = "notification_sent"  # a mail left over SMTP; payload: rung, message_id
     NOTIFICATION_SKIPPED = "notification_skipped"  # a due rung was superseded by a later one
     NOTIFICATION_CANCELLED = "notification_cancelled"  # send-time check found it no longer needed
-    NOTIFICATION_FAILED = "notification_failed"  # SMTP refused for good or retries ran out
+    NOTIFICATION_FAILED = "notification_failed"  # refused for good, not composable, out of attempts
+    NOTIFICATION_REQUEUED = "notification_requeued"  # a coordinator put a failed mail back
+    CONTACT_BOUNCED = "contact_bounced"  # the server refused an address; payload: contact_id, reply
+    OUTBOX_PAUSED = "outbox_paused"  # the mail server is unreachable or refused the login
+    OUTBOX_RESUMED = "outbox_resumed"  # a mail got through again
     FLAGGED_NON_REPORTING = "flagged_non_reporting"  # the last rung of the ladder was reached
     ATTACHMENT_ADDED = "attachment_added"  # a file was uploaded; payload: question, size, type
     EXTENSION_REQUESTED = "extension_requested"  # the partner asked for time; payload: proposed

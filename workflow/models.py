@@ -133,6 +133,9 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(320))
     role: Mapped[ContactRole] = mapped_column(by_value(ContactRole, "contact_role"))
     language: Mapped[str] = mapped_column(String(2), default="de")
+    # Set when the address was refused for good; the ladder then writes to the next contact.
+    bounced_at: Mapped[datetime | None] = mapped_column()
+    bounce_reason: Mapped[str | None] = mapped_column(String(500))
     partner: Mapped[Partner] = relationship(back_populates="contacts")
 
 
@@ -224,6 +227,8 @@ class Notification(Base):
     seq: Mapped[int] = mapped_column(Integer, default=0)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     flags_non_reporting: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Fixed when planned: a mail about an owed report (the ladder), not an answer or a notice.
+    needs_open_report: Mapped[bool] = mapped_column(Boolean, default=False)
     due_at: Mapped[datetime] = mapped_column()
     status: Mapped[NotificationStatus] = mapped_column(
         by_value(NotificationStatus, "notification_status"), default=NotificationStatus.PLANNED)
@@ -231,12 +236,27 @@ class Notification(Base):
     not_before: Mapped[datetime | None] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column()
     claimed_at: Mapped[datetime | None] = mapped_column()
+    # The fencing token of the claim: only its holder may record the outcome.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    takeovers: Mapped[int] = mapped_column(Integer, default=0)  # claims taken from dead workers
+    refused: Mapped[dict | None] = mapped_column(JSON)  # recipients refused while others accepted
     message_id: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     # Facts the mail needs that are fixed when it is queued (a reason, a proposed date).
     payload: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Outbox(Base):
+    """The outbox as a whole: paused while the mail server cannot be reached or refuses login."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)  # one row, id 1
+    paused_until: Mapped[datetime | None] = mapped_column()
+    paused_since: Mapped[datetime | None] = mapped_column()
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # connection failures in a row
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportTemplate(Base):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -54,6 +54,9 @@ class ReportingPolicy:
     auto_open: bool = True
     # Personal links stay valid this many days after the cycle's deadline.
     link_grace_days: int = 90
+    # At least this many working days between two ladder mails to the same partner (a re-planned
+    # ladder or a catch-up must not write on consecutive days); answers and notices are exempt.
+    min_gap_working_days: int = 3
 
     @property
     def zone(self) -> ZoneInfo:
@@ -98,6 +101,8 @@ class ReportingPolicy:
             month_day(policy.cycle_due, 2000)
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"Ungültige Berichtsregel: {exc}") from None
+        if policy.min_gap_working_days < 0:
+            raise InvalidInput("Ungültige Berichtsregel: min_gap_working_days darf nicht negativ sein.")
         if policy.window_end <= policy.window_start:
             raise InvalidInput("Ungültige Berichtsregel: das Versandfenster endet vor seinem Beginn.")
         return policy
@@ -145,6 +150,20 @@ def in_send_window(policy: ReportingPolicy, now: datetime) -> bool:
     if policy.window_working_days_only and not policy.calendar.is_working_day(local.date()):
         return False
     return policy.window_start <= local.time().replace(tzinfo=None) < policy.window_end
+
+
+def next_window_start(policy: ReportingPolicy, now: datetime) -> datetime:
+    """The first instant at or after ``now`` inside the send window (UTC)."""
+    if in_send_window(policy, now):
+        return now
+    day = now.astimezone(policy.zone).date()
+    for _ in range(400):
+        start = send_instant(policy, day)
+        if start >= now and (not policy.window_working_days_only
+                             or policy.calendar.is_working_day(day)):
+            return start
+        day += timedelta(days=1)
+    raise ValueError("no send window within a year")  # only with a broken calendar
 
 
 def plan_submission_rungs(policy: ReportingPolicy, opens_on: date, due_on: date,

@@ -12,12 +12,13 @@ from workflow.cycles import policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Attachment, Cycle, ExtensionRequest, ExtensionStatus, MemberPart,
-                             Submission, SubmissionState)
+                             Submission, SubmissionState, utcnow)
 from workflow.policy import Audience, effective_deadline
 from workflow.report_form import check, display, text_in
 from workflow.report_templates import template_of
 from workflow.states import Action, awaits_report
-from workflow.submissions import (apply_action, extend_deadline, load_submission, queue_immediate,
+from workflow.ledger import queue_immediate
+from workflow.submissions import (apply_action, extend_deadline, load_submission,
                                   record)
 from workflow.uow import UnitOfWork
 
@@ -195,7 +196,7 @@ def request_extension(uow: UnitOfWork, submission_id: int, *, reason: str, propo
     uow.session.flush()
     record(uow, submission, EventKind.EXTENSION_REQUESTED, now, actor,
            proposed_due=proposed_due.isoformat(), request_id=request.id)
-    _queue(uow, submission, "extension_request", now, key=f"s{submission.id}:ext{request.id}",
+    _queue(uow, submission, "extension_request", now, occasion=request.id,
            audience=Audience.COORDINATORS,
            payload={"request_id": request.id, "reason": reason,
                     "proposed_due": proposed_due.isoformat()})
@@ -218,8 +219,7 @@ def decide_extension(uow: UnitOfWork, request_id: int, *, grant: bool, now: date
     else:
         record(uow, submission, EventKind.EXTENSION_REFUSED, now, actor, comment=comment,
                request_id=request.id)
-    _queue(uow, submission, "extension_decision", now,
-           key=f"s{submission.id}:ext{request.id}:decision",
+    _queue(uow, submission, "extension_decision", now, occasion=request.id,
            payload={"granted": grant, "decision_comment": comment})
     return request
 
@@ -246,8 +246,8 @@ def declare_intent(uow: UnitOfWork, submission_id: int, *, intent: str, now: dat
     record(uow, submission, EventKind.INTENT_DECLARED, now, actor, intent=intent,
            until=until.isoformat() if until else None, reason=reason)
     uow.session.flush()
-    _queue(uow, submission, "intent_notice", now,
-           key=f"s{submission.id}:intent:{secrets.token_hex(6)}", audience=Audience.COORDINATORS,
+    _queue(uow, submission, "intent_notice", now, occasion=secrets.token_hex(6),
+           audience=Audience.COORDINATORS,
            payload={"intent": intent, "intent_date": until.isoformat() if until else None,
                     "reason": reason})
     return submission
@@ -269,7 +269,7 @@ def return_report(uow: UnitOfWork, submission_id: int, *, comments: dict[str, st
     submission.review_comments = comments
     from workflow.cycles import plan_rungs_for_submission
     plan_rungs_for_submission(uow, submission, policy_of(submission.cycle.programme), after=now)
-    _queue(uow, submission, "returned", now, key=f"s{submission.id}:returned:v{submission.version}")
+    _queue(uow, submission, "returned", now, occasion=f"v{submission.version}")
     return submission
 
 
@@ -279,10 +279,9 @@ def accept_report(uow: UnitOfWork, submission_id: int, *, now: datetime, actor: 
     return submission
 
 
-def _queue(uow, submission, email, now, *, key, audience=Audience.CONTACT, payload=None):
-    notification = queue_immediate(uow, submission, email, email, now, key=key, audience=audience)
-    notification.payload = payload
-    return notification
+def _queue(uow, submission, email, now, *, occasion, audience=Audience.CONTACT, payload=None):
+    return queue_immediate(uow, submission, email, now, occasion=occasion, wall=utcnow(),
+                           audience=audience, payload=payload)
 
 
 # What mails about a report show ------------------------------------------------------------------

@@ -5,14 +5,14 @@ import hashlib
 import secrets
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from workflow.cycles import plan_rungs_for_submission, policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
-from workflow.models import (AccessToken, Event, MemberPart, Notification, NotificationStatus,
-                             Submission, utcnow)
-from workflow.policy import Audience, effective_deadline, send_instant
+from workflow.ledger import cancel_open_rungs, queue_immediate
+from workflow.models import AccessToken, Event, MemberPart, Submission, utcnow
+from workflow.policy import effective_deadline, send_instant
 from workflow.programmes import coordinator_addresses
 from workflow.states import SETTLED, Action, awaits_report, transition
 from workflow.uow import UnitOfWork
@@ -65,40 +65,15 @@ def apply_action(uow: UnitOfWork, submission_id: int, action: Action | str, *, n
     record(uow, submission, ACTION_EVENTS[action], now, actor,
            **{"from": str(before), "to": str(submission.state), **payload})
     if submission.state in SETTLED:
-        cancel_open_rungs(uow, submission, now, reason=str(submission.state))
+        cancel_open_rungs(uow, submission.id, reason=str(submission.state))
     if action is Action.SUBMIT:
         submission.submitted_at = now
-        queue_immediate(uow, submission, "receipt", "receipt", now,
-                        key=f"s{submission.id}:receipt:v{submission.version}")
+        queue_immediate(uow, submission, "receipt", now, occasion=f"v{submission.version}",
+                        wall=utcnow())
     if action is Action.REVOKE_EXEMPTION:
         plan_rungs_for_submission(uow, submission, policy_of(submission.cycle.programme), after=now)
     uow.session.flush()
     return submission
-
-
-def cancel_open_rungs(uow: UnitOfWork, submission: Submission, now: datetime, reason: str):
-    """Planned rungs of a settled submission will never be sent; queued ones are re-checked at send."""
-    cancelled = uow.session.execute(
-        update(Notification)
-        .where(Notification.submission_id == submission.id,
-               Notification.status == NotificationStatus.PLANNED)
-        .values(status=NotificationStatus.CANCELLED, last_error=f"cancelled: {reason}")
-        .execution_options(synchronize_session=False)).rowcount
-    return cancelled
-
-
-def queue_immediate(uow: UnitOfWork, submission: Submission, rung: str, email: str,
-                    now: datetime, *, key: str, audience: Audience = Audience.CONTACT):
-    """A mail that leaves now (not in the morning window): written to the outbox, sent after commit."""
-    wall = utcnow()
-    notification = Notification(
-        cycle_id=submission.cycle_id, submission_id=submission.id, dedupe_key=key, rung=rung,
-        email=email, audience=audience, seq=0, due_at=now, status=NotificationStatus.QUEUED,
-        not_before=wall, dispatched_at=wall, created_at=wall)
-    uow.session.add(notification)
-    uow.session.flush()
-    uow.dispatch([notification.id], as_of=now)
-    return notification
 
 
 def extend_deadline(uow: UnitOfWork, submission_id: int, new_due: date, *, now: datetime,
@@ -114,7 +89,7 @@ def extend_deadline(uow: UnitOfWork, submission_id: int, new_due: date, *, now: 
     if send_instant(policy, effective_deadline(policy, new_due)) <= now:
         raise InvalidInput(f"Die neue Frist ({new_due:%d.%m.%Y}) liegt in der Vergangenheit.")
     old_due = submission.due_on
-    cancel_open_rungs(uow, submission, now, reason="deadline extended")
+    cancel_open_rungs(uow, submission.id, reason="deadline extended")
     submission.due_on = new_due
     submission.escalation_level = 0
     submission.non_reporting = False

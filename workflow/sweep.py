@@ -4,18 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from workflow.cycles import policy_of
 from workflow.events import EventKind
-from workflow.models import (Cycle, Event, Notification, NotificationStatus, Partner, Programme,
-                             Submission, utcnow)
-from workflow.policy import DueRung, choose_rungs_to_send, in_send_window
-from workflow.states import AWAITING_REPORT
+from workflow.ledger import CHUNK, LedgerMove, Verdict, apply_to_ids, still_owed
+from workflow.models import (Cycle, Event, MemberPart, Notification, NotificationStatus, Partner,
+                             Programme, Submission, utcnow)
+from workflow.policy import Audience, DueRung, choose_rungs_to_send, in_send_window
 from workflow.uow import UnitOfWork
-
-CHUNK = 900  # stays below SQLite's bound-parameter limit
-
 
 @dataclass
 class PlannedMail:
@@ -40,6 +37,7 @@ class SweepResult:
     mails: list[PlannedMail] = field(default_factory=list)
     escalated: int = 0
     flagged_non_reporting: int = 0
+    held: int = 0  # ladders waiting for the minimum gap since their last mail
 
     def count(self, action: str) -> int:
         return sum(1 for m in self.mails if m.action == action)
@@ -49,54 +47,69 @@ class SweepResult:
                 "outside_window": self.outside_window, "send": self.count("send"),
                 "skip": self.count("skip"), "cancel": self.count("cancel"),
                 "escalated": self.escalated, "flagged_non_reporting": self.flagged_non_reporting,
+                "held": self.held,
                 "mails": [m.to_dict() for m in self.mails]}
 
 
 def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResult:
-    """Queue every rung due at or before ``now`` that is not done yet; cost follows what is due."""
+    """Queue every rung due at or before ``now`` that is still owed; cost follows what is due."""
     result = SweepResult(at=now, dry_run=dry_run)
     session = uow.session
     uow.lock("sweep")
     rows = session.execute(
         select(Notification.id, Notification.submission_id, Notification.member_part_id,
-               Notification.seq, Notification.rung,
+               Notification.seq, Notification.rung, Notification.audience,
                Notification.email, Notification.due_at, Notification.escalation_level,
-               Notification.flags_non_reporting, Notification.cycle_id, Cycle.programme_id,
-               Submission.state, Submission.escalation_level.label("current_level"), Partner.name)
+               Notification.flags_non_reporting, Notification.needs_open_report,
+               Notification.cycle_id, Cycle.programme_id, Submission.state,
+               Submission.paused_until, MemberPart.completed_at,
+               Submission.escalation_level.label("current_level"), Partner.name)
         .join(Cycle, Cycle.id == Notification.cycle_id)
         .outerjoin(Submission, Submission.id == Notification.submission_id)
         .outerjoin(Partner, Partner.id == Submission.partner_id)
+        .outerjoin(MemberPart, MemberPart.id == Notification.member_part_id)
         .where(Notification.status == NotificationStatus.PLANNED, Notification.due_at <= now)
         .order_by(Notification.due_at, Notification.id)).all()
     if not rows:
         return result
 
-    sending_programmes = set()
+    policies = {}
     for programme in session.scalars(select(Programme).where(
             Programme.id.in_({r.programme_id for r in rows}))):
         if in_send_window(policy_of(programme), now):
-            sending_programmes.add(programme.id)
+            policies[programme.id] = policy_of(programme)
         else:
             result.outside_window.append(programme.slug)
-    rows = [r for r in rows if r.programme_id in sending_programmes]
-    # A partner who said "we will submit by ..." hears nothing until that day has passed; its rungs
-    # stay planned and the latest one is caught up afterwards.
-    paused = _paused_submissions(uow, {r.submission_id for r in rows if r.submission_id}, now)
-    rows = [r for r in rows if r.submission_id not in paused]
+    rows = [r for r in rows if r.programme_id in policies]
 
-    # Belt and braces: a settled submission's rungs are cancelled when it settles; any left over
-    # are cancelled here rather than sent.
-    cancel = [r for r in rows if r.submission_id is not None and r.state not in AWAITING_REPORT]
-    live = [r for r in rows if r.submission_id is None or r.state in AWAITING_REPORT]
+    # One rule decides: cancelled if no longer owed; a partner who said "we will submit by ..."
+    # hears nothing until that day has passed (its rungs stay planned and the latest is caught up).
+    cancel, live = [], []
+    for row in rows:
+        owed = still_owed(needs_open_report=row.needs_open_report, state=row.state,
+                          paused_until=row.paused_until,
+                          part_completed=row.completed_at is not None,
+                          today=now.astimezone(policies[row.programme_id].zone).date())
+        if owed.verdict is Verdict.CANCEL:
+            cancel.append((row, owed.reason))
+        elif owed.verdict is Verdict.SEND:
+            live.append(row)
+    held = _too_soon_after_last_mail(uow, live, policies, now)
+    live = [r for r in live if (r.submission_id, r.member_part_id) not in held]
     send_ids, skip_ids = choose_rungs_to_send(
         [DueRung(r.id, r.submission_id, r.seq, r.member_part_id) for r in live])
     send_set, skip_set = set(send_ids), set(skip_ids)
     by_id = {r.id: r for r in rows}
     cycle_of = {r.submission_id: r.cycle_id for r in rows if r.submission_id is not None}
-    for row in rows:
-        action = ("cancel" if row.id not in send_set and row.id not in skip_set
-                  else "send" if row.id in send_set else "skip")
-        result.mails.append(PlannedMail(row.id, row.name, row.rung, row.email, row.due_at, action))
+    for row, _ in cancel:
+        result.mails.append(PlannedMail(row.id, row.name, row.rung, row.email, row.due_at,
+                                        "cancel"))
+    for row in live:
+        action = "send" if row.id in send_set else "skip" if row.id in skip_set else None
+        if action:
+            result.mails.append(PlannedMail(row.id, row.name, row.rung, row.email, row.due_at,
+                                            action))
+    result.held = len(held)
 
     # Escalation level: the highest rung reached, whether it is sent or superseded.
     levels: dict[int, tuple[int, str, bool]] = {}
@@ -114,9 +127,9 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
         return result
 
     wall = utcnow()
-    _set_status(uow, skip_ids, NotificationStatus.SKIPPED)
-    _set_status(uow, [r.id for r in cancel], NotificationStatus.CANCELLED)
-    _set_status(uow, send_ids, NotificationStatus.QUEUED, not_before=wall, dispatched_at=wall)
+    apply_to_ids(uow, skip_ids, LedgerMove.SKIP)
+    apply_to_ids(uow, [r.id for r, _ in cancel], LedgerMove.CANCEL)
+    apply_to_ids(uow, send_ids, LedgerMove.QUEUE, not_before=wall, dispatched_at=wall)
     if levels:
         session.execute(update(Submission), [
             {"id": sid, "escalation_level": level, **({"non_reporting": True} if flag else {})}
@@ -127,7 +140,7 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
          for i in skip_ids]
         + [{"cycle_id": r.cycle_id, "submission_id": r.submission_id,
             "kind": EventKind.NOTIFICATION_CANCELLED, "at": now,
-            "payload": {"rung": r.rung, "reason": f"state {r.state}"}} for r in cancel]
+            "payload": {"rung": r.rung, "reason": reason}} for r, reason in cancel]
         + [{"cycle_id": cycle_of[sid], "submission_id": sid,
             "kind": EventKind.ESCALATED, "at": now, "payload": {"level": level, "rung": rung}}
            for sid, (level, rung, _) in levels.items()]
@@ -140,24 +153,35 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     return result
 
 
-def _paused_submissions(uow: UnitOfWork, ids: set[int], now: datetime) -> set[int]:
-    if not ids:
+def _too_soon_after_last_mail(uow: UnitOfWork, rows, policies, now: datetime) -> set:
+    """Ladders (submission, member part) that had a ladder mail to the partner fewer than the
+    policy's minimum gap of working days ago: they wait, their rungs stay planned."""
+    ladders = {(r.submission_id, r.member_part_id): r for r in rows
+               if r.submission_id is not None and r.needs_open_report
+               and Audience(r.audience) is not Audience.COORDINATORS
+               and policies[r.programme_id].min_gap_working_days > 0}
+    if not ladders:
         return set()
-    today = now.date()  # a pause ends at the end of its day, in any time zone of the programme
-    paused = set()
-    id_list = sorted(ids)
-    for start in range(0, len(id_list), CHUNK):
-        paused.update(uow.session.scalars(select(Submission.id).where(
-            Submission.id.in_(id_list[start:start + CHUNK]), Submission.paused_until.is_not(None),
-            Submission.paused_until >= today)))
-    return paused
-
-
-def _set_status(uow: UnitOfWork, ids: list[int], status: NotificationStatus, **values):
+    last_mail = func.max(func.coalesce(Notification.sent_at, Notification.dispatched_at))
+    ids = sorted({sid for sid, _ in ladders})
+    held = set()
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        uow.session.execute(
-            update(Notification)
-            .where(Notification.id.in_(chunk), Notification.status == NotificationStatus.PLANNED)
-            .values(status=status, **values)
-            .execution_options(synchronize_session=False))
+        for sid, part, last in uow.session.execute(
+                select(Notification.submission_id, Notification.member_part_id, last_mail)
+                .where(Notification.submission_id.in_(ids[start:start + CHUNK]),
+                       Notification.needs_open_report.is_(True),
+                       Notification.audience != Audience.COORDINATORS,
+                       Notification.status.in_(IN_FLIGHT_OR_SENT))
+                .group_by(Notification.submission_id, Notification.member_part_id)):
+            row = ladders.get((sid, part))
+            if row is None or last is None:
+                continue
+            policy = policies[row.programme_id]
+            gap = policy.calendar.working_days_between(last.astimezone(policy.zone).date(),
+                                                       now.astimezone(policy.zone).date())
+            if gap < policy.min_gap_working_days:
+                held.add((sid, part))
+    return held
+
+
+IN_FLIGHT_OR_SENT = (NotificationStatus.QUEUED, NotificationStatus.SENDING, NotificationStatus.SENT)

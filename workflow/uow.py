@@ -19,12 +19,18 @@ class Dispatcher(Protocol):
 
     def send_notifications(self, ids: Sequence[int], as_of: datetime | None = None) -> None: ...
 
+    def backlog(self) -> int | None:
+        """Hand-overs still waiting at the broker; None when it cannot tell."""
+
 
 class NoDispatch:
     """Leaves queued notifications to the relay (used where no worker is reachable)."""
 
     def send_notifications(self, ids, as_of=None):
         log.info("%d notifications left queued for the relay", len(ids))
+
+    def backlog(self) -> int | None:
+        return None
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.integration.conftest import berlin, seed_programme
+from tests.support.mail import addresses
 from workflow.cycles import cycle_status, get_programme, open_cycle
 from workflow.errors import InvalidInput
 from workflow.models import Cycle, Event, Notification, NotificationStatus, Submission
-from workflow.sending import addresses
 from workflow.states import Action
 from workflow.submissions import apply_action, extend_deadline
 from workflow.sweep import sweep
@@ -235,7 +235,8 @@ def test_reminder_queued_before_a_submission_is_cancelled_at_send_time(services,
     submit(services, sid, berlin(OPENS, 9))
     services.database.dispatcher = real
     from tasks.scheduler import relay_outbox
-    services.settings = dataclasses.replace(services.settings, send_lease_seconds=0)
+    services.settings = dataclasses.replace(services.settings, send_lease_seconds=0,
+                                            dispatch_lease_seconds=0)
     relay_outbox(services)
     assert rungs_received(handler) == {"receipt": 1}
     with services.database.unit_of_work() as uow:

@@ -229,7 +229,7 @@ def test_guessing_links_is_slowed_down(partner):
     p = partner
     statuses = [p["client"].get(f"/r/guess{n:04d}guess").status_code for n in range(32)]
     assert statuses[:30] == [404] * 30 and statuses[-1] == 429
-    assert p["client"].get(f"/r/{p['token']}").status_code == 429  # until the minute is over
+    assert p["client"].get(f"/r/{p['token']}").status_code == 200  # a valid link still opens
 
 
 def test_personal_links_and_addresses_stay_out_of_the_logs(partner, caplog):
@@ -247,7 +247,7 @@ def test_personal_links_and_addresses_stay_out_of_the_logs(partner, caplog):
         p["client"].post(f"/r/{p['token']}/submit", data={"csrf_token": csrf, "version": version})
     ours = ("werkzeug", "workflow", "tasks", "web", "reportcycles")
     text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(ours))
-    assert "not sent" in text  # the refused receipt was logged ...
+    assert "failed for good" in text  # the refused receipt was logged ...
     assert p["token"] not in text and "@example.org" not in text  # ... without link or address
 
 

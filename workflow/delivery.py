@@ -1,0 +1,470 @@
+"""Delivering ledger rows: claim, re-check, send, record – one mail at a time – and the relay.
+
+A batch is claimed in one transaction under a fencing token. Each mail is recorded in its own
+transaction as soon as the server accepted it, and that transaction renews the claim on the rest
+of the batch, so a slow batch never loses its claim and a killed worker repeats at most the one
+mail in flight. Only the holder of a claim may record its outcome.
+
+When the mail server cannot be reached or refuses the login, no row is to blame: the outbox as a
+whole pauses (with a growing back-off, at most 15 minutes) and the claimed rows go back to the
+queue without losing an attempt. An outage of any length loses nothing.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import and_, func, insert, or_, select, text, update
+
+from workflow.composition import Batch, Letterhead, OutgoingMail, compose
+from workflow.events import EventKind
+from workflow.ledger import (LedgerMove, Verdict, apply, sources, still_owed, target,
+                             window_bound)
+from workflow.models import (Contact, Event, Notification, NotificationStatus, Outbox, Partner,
+                             Submission, utcnow)
+from workflow.policy import in_send_window, next_window_start
+from workflow.uow import Database, UnitOfWork
+
+log = logging.getLogger(__name__)
+EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")  # kept out of logs
+OUTBOX_ID = 1
+MAX_PAUSE = timedelta(minutes=15)
+
+
+class TransientMailError(Exception):
+    """The server said 'try later' (4xx) for this mail."""
+
+
+class PermanentMailError(Exception):
+    """The server refused this mail for good (5xx); ``refused``: the addresses it refused."""
+
+    def __init__(self, message: str, refused: dict[str, str] | None = None):
+        super().__init__(message)
+        self.refused = refused or {}
+
+
+class ServerUnavailable(Exception):
+    """No mail can go now: no connection, the login refused, or the server is shutting down."""
+
+
+class MailConnection(Protocol):
+    def send(self, mail: OutgoingMail) -> dict[str, str]:
+        """Hand one mail to the server; returns the recipients refused while others took it."""
+
+
+class MailTransport(Protocol):
+    def connect(self) -> AbstractContextManager[MailConnection]: ...
+
+
+@dataclass
+class MailService:
+    """What delivering needs, assembled once by the composition root."""
+
+    database: Database
+    transport: MailTransport
+    letterhead: Letterhead
+    lease_seconds: int = 600
+    max_attempts: int = 8
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+    retrying: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)  # outside the window or server away
+    held: list[int] = field(default_factory=list)  # paused by the partner: back to the sweep
+    failed: list[int] = field(default_factory=list)
+    passed: list[int] = field(default_factory=list)  # done, not yet due or claimed elsewhere
+    lost: list[int] = field(default_factory=list)  # claim taken over while sending
+
+
+def backoff(attempts: int) -> timedelta:
+    """1, 2, 4 … minutes, at most an hour."""
+    return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
+
+
+def pause_length(failures: int) -> timedelta:
+    """30 s, 1, 2, 4 … minutes, at most 15: a server back after a weekend is found quickly."""
+    return min(MAX_PAUSE, timedelta(seconds=30 * 2 ** max(0, failures - 1)))
+
+
+def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = None
+            ) -> DeliveryReport:
+    """Send the given ledger rows over one connection, recording each as it leaves."""
+    report = DeliveryReport()
+    if outbox_paused_until(service.database, utcnow()) is not None:
+        report.passed.extend(ids)  # the relay hands them out again when the pause ends
+        return report
+    token, mails = _claim(service, ids, as_of, report)
+    owned = {notification_id for notification_id, _ in mails}
+    connection_cm = connection = None
+    try:
+        for position, (notification_id, mail) in enumerate(mails):
+            if notification_id not in owned:
+                report.lost.append(notification_id)
+                continue
+            rest = [i for i, _ in mails[position + 1:]]
+            try:
+                if connection is None:
+                    connection_cm = service.transport.connect()
+                    connection = connection_cm.__enter__()
+                refused = connection.send(mail)
+            except ServerUnavailable as exc:
+                connection_cm = connection = None
+                _release(service, token, [notification_id, *rest], str(exc), report)
+                break
+            except PermanentMailError as exc:
+                _record_failure(service, token, notification_id, mail, str(exc), exc.refused,
+                                permanent=True, report=report)
+            except TransientMailError as exc:
+                _record_failure(service, token, notification_id, mail, str(exc), {},
+                                permanent=False, report=report)
+                _close(connection_cm)  # the connection may be broken: start afresh
+                connection_cm = connection = None
+            else:
+                owned = _record_sent(service, token, notification_id, mail, refused, rest, report)
+    finally:
+        if connection_cm is not None:
+            _close(connection_cm)
+    return report
+
+
+def _close(connection_cm):
+    try:
+        connection_cm.__exit__(None, None, None)
+    except Exception:  # closing a broken connection must not hide the outcome already recorded
+        log.debug("closing the mail connection failed", exc_info=True)
+
+
+def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
+           report: DeliveryReport) -> tuple[str, list[tuple[int, OutgoingMail]]]:
+    """Lock the rows, re-check each, compose it, and mark it 'sending' under one token."""
+    wall = utcnow()
+    instant = as_of or wall
+    token = secrets.token_hex(16)
+    mails = []
+    with service.database.unit_of_work() as uow:
+        rows = {n.id: n for n in uow.session.scalars(
+            select(Notification).where(Notification.id.in_(list(ids)))
+            .with_for_update(skip_locked=True))}
+        claimable = []
+        for notification_id in ids:
+            notification = rows.get(notification_id)
+            if notification is None or not _claimable(service, uow, notification, wall, report):
+                if notification_id not in report.failed:
+                    report.passed.append(notification_id)
+                continue
+            claimable.append(notification)
+        batch = Batch(uow, claimable)
+        for notification in claimable:
+            submission, part = batch.submission_of(notification), batch.part_of(notification)
+            cycle = batch.cycles[notification.cycle_id]
+            policy = batch.policy(cycle)
+            owed = still_owed(
+                needs_open_report=notification.needs_open_report,
+                state=submission.state if submission else None,
+                paused_until=submission.paused_until if submission else None,
+                part_completed=part is not None and part.completed_at is not None,
+                today=instant.astimezone(policy.zone).date())
+            if owed.verdict is Verdict.CANCEL:
+                apply(notification, LedgerMove.CANCEL, last_error=f"cancelled at send time: "
+                                                              f"{owed.reason}")
+                _event(uow, notification, EventKind.NOTIFICATION_CANCELLED, wall,
+                       reason=owed.reason)
+                report.cancelled.append(notification.id)
+                continue
+            if owed.verdict is Verdict.WAIT:
+                apply(notification, LedgerMove.HOLD, dispatched_at=None)
+                report.held.append(notification.id)
+                continue
+            if window_bound(notification) and not in_send_window(policy, instant):
+                apply(notification, LedgerMove.DEFER, dispatched_at=None,
+                      not_before=next_window_start(policy, instant))
+                report.deferred.append(notification.id)
+                continue
+            try:
+                mail, link_row = compose(batch, service.letterhead, notification, instant)
+            except Exception as exc:
+                # No retry can fix a mail that cannot be composed (an unknown kind, a broken
+                # template, no address left): it fails at once and the coordinators are told.
+                log.exception("composing mail %s failed", notification.id)
+                _fail(uow, notification, f"cannot compose: {exc!r}", wall, report)
+                continue
+            if link_row is not None:
+                uow.session.add(link_row)
+            apply(notification, LedgerMove.CLAIM, claimed_at=wall, claim_token=token,
+                  message_id=mail.message_id)
+            mails.append((notification.id, mail))
+        uow.commit()
+    return token, mails
+
+
+def _claimable(service: MailService, uow: UnitOfWork, notification: Notification,
+               wall: datetime, report: DeliveryReport) -> bool:
+    if notification.status == NotificationStatus.QUEUED:
+        return notification.not_before is None or notification.not_before <= wall
+    if (notification.status != NotificationStatus.SENDING or notification.claimed_at is None
+            or notification.claimed_at >= wall - timedelta(seconds=service.lease_seconds)):
+        return False
+    # The claim outlived its lease: its worker died mid-send. Taking it over counts as an
+    # attempt, so a mail that kills every worker that sends it is parked after max_attempts.
+    notification.takeovers += 1
+    notification.attempts += 1
+    if notification.attempts >= service.max_attempts:
+        _fail(uow, notification, f"the worker sending it stopped {notification.takeovers} times",
+              wall, report)
+        return False
+    return True
+
+
+def _event(uow: UnitOfWork, notification: Notification, kind: EventKind, at: datetime, **payload):
+    uow.session.add(Event(cycle_id=notification.cycle_id,
+                          submission_id=notification.submission_id, kind=kind, at=at,
+                          actor="worker", payload={"rung": notification.rung, **payload}))
+
+
+def _fail(uow: UnitOfWork, notification: Notification, error: str, wall: datetime,
+          report: DeliveryReport):
+    apply(notification, LedgerMove.FAIL, last_error=error[:2000])
+    _event(uow, notification, EventKind.NOTIFICATION_FAILED, wall, error=error[:500],
+           attempts=notification.attempts)
+    report.failed.append(notification.id)
+    log.warning("mail %s failed for good and needs a coordinator (`reportcycles outbox "
+                "retry`): %s", notification.id, EMAIL_ADDRESS.sub("<address>", error))
+
+
+def _fast_commit(uow: UnitOfWork):
+    """A mail's record need not wait for the disk: a crash loses at most this last record, and
+    the mail it describes would be repeated with its Message-ID – the same as a kill after send."""
+    if uow.database.is_postgres:
+        uow.session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+def _record_sent(service: MailService, token: str, notification_id: int, mail: OutgoingMail,
+                 refused: dict[str, str], rest: list[int], report: DeliveryReport) -> set[int]:
+    """Record one mail as sent, under our claim; renew the claim on the rest of the batch.
+    Returns the ids of the rest that are still ours."""
+    wall = utcnow()
+    with service.database.unit_of_work() as uow:
+        _fast_commit(uow)
+        row = uow.session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.claim_token == token,
+                   Notification.status.in_(sources(LedgerMove.RECORD_SENT)))
+            .values(status=target(LedgerMove.RECORD_SENT), sent_at=wall, last_error=None,
+                    refused=refused or None)
+            .returning(Notification.cycle_id, Notification.submission_id, Notification.rung,
+                       Notification.takeovers)).first()
+        if row is None:
+            report.lost.append(notification_id)
+            log.warning("mail %s left after its claim was taken over: a second copy with "
+                        "Message-ID %s is possible", notification_id, mail.message_id)
+        else:
+            payload = {"rung": row.rung, "message_id": mail.message_id}
+            if row.takeovers:
+                payload["possible_duplicate"] = True  # an earlier worker died after sending
+            if refused:
+                payload["refused"] = len(refused)
+            uow.session.execute(insert(Event).values(
+                cycle_id=row.cycle_id, submission_id=row.submission_id,
+                kind=EventKind.NOTIFICATION_SENT, at=wall, actor="worker", payload=payload))
+            if refused:
+                _mark_bouncing(uow, mail, refused, wall, row.cycle_id, row.submission_id)
+            report.sent.append(notification_id)
+        owned = set(uow.session.scalars(
+            update(Notification)
+            .where(Notification.id.in_(rest), Notification.claim_token == token,
+                   Notification.status == NotificationStatus.SENDING)
+            .values(claimed_at=wall)
+            .returning(Notification.id))) if rest else set()
+        _resume_outbox(uow, wall)
+        uow.commit()
+    return owned
+
+
+def _mark_bouncing(uow: UnitOfWork, mail: OutgoingMail, refused: dict[str, str], wall: datetime,
+                   cycle_id: int, submission_id: int | None):
+    """A refused address is a bounce: the contact is marked and the ladder writes to the next."""
+    if mail.partner_id is None:
+        return
+    contacts = uow.session.scalars(select(Contact).where(
+        Contact.partner_id == mail.partner_id, Contact.email.in_(list(refused)),
+        Contact.bounced_at.is_(None))).all()
+    for contact in contacts:
+        contact.bounced_at, contact.bounce_reason = wall, refused[contact.email][:500]
+        uow.session.add(Event(cycle_id=cycle_id, submission_id=submission_id,
+                              kind=EventKind.CONTACT_BOUNCED, at=wall, actor="worker",
+                              payload={"contact_id": contact.id, "role": str(contact.role),
+                                       "reply": refused[contact.email][:200]}))
+    log.warning("mail to partner %s: %d recipient(s) refused: %s", mail.partner_id, len(refused),
+                EMAIL_ADDRESS.sub("<address>", "; ".join(refused.values())))
+
+
+def _record_failure(service: MailService, token: str, notification_id: int, mail: OutgoingMail,
+                    error: str, refused: dict[str, str], *, permanent: bool,
+                    report: DeliveryReport):
+    wall = utcnow()
+    with service.database.unit_of_work() as uow:
+        notification = uow.session.scalars(
+            select(Notification).where(Notification.id == notification_id)
+            .with_for_update()).first()
+        if notification.claim_token != token or notification.status != NotificationStatus.SENDING:
+            report.lost.append(notification_id)
+            return
+        if refused:
+            _mark_bouncing(uow, mail, refused, wall, notification.cycle_id,
+                           notification.submission_id)
+        notification.attempts += 1
+        if permanent or notification.attempts >= service.max_attempts:
+            _fail(uow, notification, error, wall, report)
+        else:
+            apply(notification, LedgerMove.RETRY, last_error=error[:2000], dispatched_at=None,
+                  not_before=wall + backoff(notification.attempts))
+            report.retrying.append(notification_id)
+            log.warning("mail %s not sent, will retry: %s", notification_id,
+                        EMAIL_ADDRESS.sub("<address>", error))
+        _resume_outbox(uow, wall)
+        uow.commit()
+
+
+# The outbox as a whole ---------------------------------------------------------------------------
+
+def outbox_paused_until(database: Database, wall: datetime) -> datetime | None:
+    with database.unit_of_work() as uow:
+        until = uow.session.scalar(select(Outbox.paused_until).where(Outbox.id == OUTBOX_ID))
+    return until if until is not None and until > wall else None
+
+
+def _release(service: MailService, token: str, ids: list[int], reason: str,
+             report: DeliveryReport):
+    """The server is away: pause the outbox; our claimed rows wait without losing an attempt."""
+    wall = utcnow()
+    with service.database.unit_of_work() as uow:
+        outbox = uow.session.get(Outbox, OUTBOX_ID, with_for_update=True)  # made by migration
+        first = outbox.paused_since is None
+        outbox.failures += 1
+        outbox.paused_since = outbox.paused_since or wall
+        outbox.paused_until = wall + pause_length(outbox.failures)
+        outbox.reason = EMAIL_ADDRESS.sub("<address>", reason)[:2000]
+        uow.session.execute(
+            update(Notification)
+            .where(Notification.id.in_(ids), Notification.claim_token == token,
+                   Notification.status.in_(sources(LedgerMove.DEFER)))
+            .values(status=target(LedgerMove.DEFER), not_before=outbox.paused_until,
+                    dispatched_at=None, last_error=f"server unavailable: {outbox.reason}"[:2000])
+            .execution_options(synchronize_session=False))
+        if first:
+            uow.session.add(Event(kind=EventKind.OUTBOX_PAUSED, at=wall, actor="worker",
+                                  payload={"reason": outbox.reason}))
+        until = outbox.paused_until
+        uow.commit()
+    report.deferred.extend(ids)
+    log.warning("mail server unavailable (%s): the outbox pauses until %s; %d mails wait, none "
+                "is lost", EMAIL_ADDRESS.sub("<address>", reason), until.isoformat(), len(ids))
+
+
+def _resume_outbox(uow: UnitOfWork, wall: datetime):
+    """A mail got through: end a pause (cheap when there is none)."""
+    resumed = uow.session.execute(
+        update(Outbox).where(Outbox.id == OUTBOX_ID, Outbox.paused_since.is_not(None))
+        .values(paused_until=None, paused_since=None, failures=0, reason=None)
+        .returning(Outbox.reason)).first()
+    if resumed is not None:
+        uow.session.add(Event(kind=EventKind.OUTBOX_RESUMED, at=wall, actor="worker",
+                              payload={"after": resumed.reason}))
+        log.info("mail server reachable again: the outbox resumes")
+
+
+# The relay ---------------------------------------------------------------------------------------
+
+def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
+          broker_backlog: int | None, limit: int = 5000) -> list[int]:
+    """Hand out again what a crash, a lost broker message, a retry or a pause left waiting.
+
+    Queued rows are handed out again when their hand-over is older than the dispatch lease and
+    the broker holds nothing (it lost its queue, e.g. Redis restarted empty); when the broker
+    cannot tell, only after the sending lease. A duplicate hand-over is harmless: the claim
+    decides who sends.
+    """
+    wall = utcnow()
+    paused = uow.session.scalar(select(Outbox.paused_until).where(Outbox.id == OUTBOX_ID))
+    if paused is not None and paused > wall:
+        return []
+    stale_claim = wall - timedelta(seconds=lease_seconds)
+    handed_out_before = (wall - timedelta(seconds=dispatch_lease_seconds) if broker_backlog == 0
+                         else stale_claim)
+    due = and_(Notification.status == NotificationStatus.QUEUED,
+               or_(Notification.not_before.is_(None), Notification.not_before <= wall))
+    ids = list(uow.session.scalars(
+        select(Notification.id).where(or_(
+            and_(due, or_(Notification.dispatched_at.is_(None),
+                          Notification.dispatched_at < handed_out_before)),
+            and_(Notification.status == NotificationStatus.SENDING,
+                 Notification.claimed_at < stale_claim)))
+        .order_by(Notification.id).limit(limit)))
+    if ids:
+        for start in range(0, len(ids), 900):
+            uow.session.execute(update(Notification)
+                                .where(Notification.id.in_(ids[start:start + 900]))
+                                .values(dispatched_at=wall)
+                                .execution_options(synchronize_session=False))
+        uow.dispatch(ids)
+    return ids
+
+
+# Coordinators' tools -----------------------------------------------------------------------------
+
+def retry_failed(uow: UnitOfWork, *, now: datetime, actor: str, ids: Sequence[int] | None = None,
+                 cycle_id: int | None = None) -> list[int]:
+    """Put failed mails back in the outbox with fresh attempts (after the cause is fixed)."""
+    query = select(Notification).where(Notification.status == NotificationStatus.FAILED)
+    if ids:
+        query = query.where(Notification.id.in_(list(ids)))
+    if cycle_id is not None:
+        query = query.where(Notification.cycle_id == cycle_id)
+    rows = list(uow.session.scalars(query.order_by(Notification.id).with_for_update()))
+    for notification in rows:
+        apply(notification, LedgerMove.REQUEUE, attempts=0, takeovers=0, not_before=now,
+              dispatched_at=now, claim_token=None)
+        uow.session.add(Event(cycle_id=notification.cycle_id,
+                              submission_id=notification.submission_id,
+                              kind=EventKind.NOTIFICATION_REQUEUED, at=now, actor=actor,
+                              payload={"rung": notification.rung,
+                                       "error": (notification.last_error or "")[:500]}))
+    uow.dispatch([n.id for n in rows])
+    return [n.id for n in rows]
+
+
+@dataclass
+class OutboxState:
+    by_status: dict[str, int]
+    paused_until: datetime | None
+    paused_since: datetime | None
+    reason: str | None
+    failed: list[dict]
+
+
+def outbox_state(uow: UnitOfWork, *, failed_limit: int = 50) -> OutboxState:
+    counts = dict(uow.session.execute(select(Notification.status, func.count())
+                                      .group_by(Notification.status)).all())
+    outbox = uow.session.get(Outbox, OUTBOX_ID)
+    failed = uow.session.execute(
+        select(Notification.id, Notification.rung, Notification.last_error, Partner.name)
+        .outerjoin(Submission, Submission.id == Notification.submission_id)
+        .outerjoin(Partner, Partner.id == Submission.partner_id)
+        .where(Notification.status == NotificationStatus.FAILED)
+        .order_by(Notification.id.desc()).limit(failed_limit)).all()
+    return OutboxState(
+        by_status={str(NotificationStatus(k)): v for k, v in sorted(counts.items())},
+        paused_until=outbox.paused_until if outbox else None,
+        paused_since=outbox.paused_since if outbox else None,
+        reason=outbox.reason if outbox else None,
+        failed=[{"id": f.id, "rung": f.rung, "partner": f.name,
+                 "error": EMAIL_ADDRESS.sub("<address>", f.last_error or "")} for f in failed])
