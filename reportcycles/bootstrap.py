@@ -11,8 +11,9 @@ from infra.logs import configure_logging, install_redaction
 from infra.mail import EmailRenderer, transport_for
 from infra.services import Services
 from infra.settings import Settings
-from tasks.celery_app import TASK_MODULES, celery_config
+from tasks.celery_app import celery_config
 from tasks.dispatch import CeleryDispatcher
+from tasks.sending import register_tasks
 from workflow.composition import Letterhead
 from workflow.delivery import MailService, deliver
 from workflow.uow import Database, NoDispatch
@@ -68,8 +69,9 @@ def warn_when_no_mail_leaves(settings: Settings):
 
 def make_celery(settings: Settings) -> Celery:
     """The one Celery app: its workers build their services lazily, once per process."""
-    app = Celery("reportcycles", include=TASK_MODULES, set_as_current=True)
+    app = Celery("reportcycles", set_as_current=True)
     app.conf.update(celery_config(settings))
+    register_tasks(app)
     app.build_services = lambda: build(settings, "celery", celery=app)
     return app
 

@@ -40,12 +40,15 @@ def run_embedded(settings: Settings, host: str = "127.0.0.1", port: int = 8000):
     worker = start_worker_thread(celery)
     scheduler = make_scheduler(services, background=True)
     scheduler.start()
-    app = create_app(settings=settings, services=services, show_mailbox=True)
+    # The local Maildir (no SMTP_URL) is shown at /mailbox; with SMTP_URL, mail leaves for real.
+    local_mail = settings.maildir is not None
+    app = create_app(settings=settings, services=services, show_mailbox=local_mail)
     server = make_server(host, port, app, threaded=True)
     url = f"http://{host}:{port}"
+    mails = f"{url}/mailbox" if local_mail else f"über {settings.smtp.describe()}"
     print(f"\nreportcycles läuft auf {url}\n"
           f"  Zyklen und Zählungen:   {url}/\n"
-          f"  Versendete Mails:       {url}/mailbox\n"
+          f"  Versendete Mails:       {mails}\n"
           f"  Datenbank:              {settings.database_url}\n"
           f"Beenden mit Strg+C.\n", flush=True)
     try:

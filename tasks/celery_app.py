@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from infra.settings import Settings
 
-TASK_MODULES = ["tasks.sending"]
-
-
 def celery_config(settings: Settings) -> dict:
     return {
         "broker_url": settings.broker_url,

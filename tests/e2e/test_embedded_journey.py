@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect
@@ -14,24 +15,60 @@ from playwright.sync_api import expect
 from tests.support.servers import ROOT, free_port, wait_for_port
 
 
-@pytest.fixture
-def embedded_app(tmp_path):
-    port = free_port()
+CLI = [sys.executable, "-m", "reportcycles.cli"]
+
+
+def make_run_env(tmp_path, port):
+    """What `make run` sees on a fresh machine: no settings at all."""
     env = {**os.environ, "INSTANCE_PATH": str(tmp_path / "instance"),
            "BASE_URL": f"http://127.0.0.1:{port}"}
-    for key in ("DATABASE_URL", "CELERY_BROKER_URL", "SMTP_URL"):
+    for key in ("DATABASE_URL", "CELERY_BROKER_URL", "SMTP_URL", "SMTP_HOST"):
         env.pop(key, None)
-    cli = [sys.executable, "-m", "reportcycles.cli"]
-    subprocess.run([*cli, "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
-    with open(tmp_path / "run.log", "wb") as log:
-        proc = subprocess.Popen([*cli, "run", "--port", str(port)], cwd=ROOT, env=env,
+    return env
+
+
+@contextmanager
+def make_run(tmp_path, port):
+    """`reportcycles demo` then `reportcycles run`, as the Makefile does; yields demo's output."""
+    env = make_run_env(tmp_path, port)
+    demo = subprocess.run([*CLI, "demo"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert demo.returncode == 0, demo.stderr
+    with open(tmp_path / "run.log", "ab") as log:
+        proc = subprocess.Popen([*CLI, "run", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, timeout=60, proc=proc)
-        yield f"http://127.0.0.1:{port}"
+        yield demo.stdout
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.fixture
+def embedded_app(tmp_path):
+    port = free_port()
+    with make_run(tmp_path, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_make_run_again_and_again_serves_the_same_demo(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with make_run(tmp_path, port) as first:
+        wait_for_mail_count(base, 29)
+        assert "Zyklus 2027 geöffnet" in first
+        mails = mailbox_rows(base)
+    with make_run(tmp_path, port) as second:
+        assert "Demo-Daten früherer Läufe bleiben erhalten" in second
+        assert "0 Partner angelegt" in second and "Zyklus 2027 besteht schon" in second
+        time.sleep(3)  # a sweep has run: nothing is sent twice
+        assert mailbox_rows(base) == mails
+    with make_run(tmp_path, port):
+        assert urllib.request.urlopen(base + "/healthz").status == 200
+
+
+def mailbox_rows(base) -> int:
+    return urllib.request.urlopen(f"{base}/mailbox/").read().decode().count("<tr><td>")
 
 
 def wait_for_mail_count(base, minimum, timeout=60):
