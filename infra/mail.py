@@ -102,7 +102,17 @@ class SmtpTransport:
     @contextmanager
     def connect(self):
         """Any failure before the first mail means the server is away: no mail is to blame."""
-        cfg = self.config
+        client = self._open()
+        try:
+            yield _SmtpConnection(client)
+        finally:
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
+
+    def _open(self) -> smtplib.SMTP:
+        cfg, client = self.config, None
         try:
             if cfg.scheme == "smtps":
                 client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout,
@@ -113,20 +123,16 @@ class SmtpTransport:
                     client.starttls(context=ssl.create_default_context(cafile=cfg.ca_file))
             if cfg.user:
                 client.login(cfg.user, cfg.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise ServerUnavailable(f"login refused: {exc.smtp_code} {_text(exc.smtp_error)}") \
-                from exc
-        except smtplib.SMTPResponseException as exc:
-            raise ServerUnavailable(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
+            return client
         except (OSError, smtplib.SMTPException) as exc:
-            raise ServerUnavailable(f"no connection to {cfg.host}:{cfg.port}: {exc}") from exc
-        try:
-            yield _SmtpConnection(client)
-        finally:
-            try:
-                client.quit()
-            except (OSError, smtplib.SMTPException):
+            if client is not None:
                 client.close()
+            if isinstance(exc, smtplib.SMTPAuthenticationError):
+                raise ServerUnavailable(
+                    f"login refused: {exc.smtp_code} {_text(exc.smtp_error)}") from exc
+            if isinstance(exc, smtplib.SMTPResponseException):
+                raise ServerUnavailable(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
+            raise ServerUnavailable(f"no connection to {cfg.host}:{cfg.port}: {exc}") from exc
 
 
 class _SmtpConnection:

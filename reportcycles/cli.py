@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--comment", default="")
 
     sub.add_parser("relay", help="re-dispatch outbox rows a crash left behind")
+    outbox = sub.add_parser("outbox", help="the outbox: what waits, what failed") \
+        .add_subparsers(dest="outbox_command", required=True)
+    outbox_status = outbox.add_parser("status", help="mails by status, a pause, failed mails")
+    outbox_status.add_argument("--json", action="store_true")
+    retry = outbox.add_parser("retry", help="put failed mails back in the outbox")
+    retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="only these (default: all)")
+    retry.add_argument("--year", type=int, help="only this year's cycle")
     health = sub.add_parser("health", help="exit 0 if a worker or the scheduler is alive")
     health.add_argument("component", choices=("worker", "scheduler"))
     worker = sub.add_parser("worker", help="run a Celery worker")
@@ -457,6 +464,39 @@ def cmd_extensions(args, settings):
     print("Entscheidung gespeichert; der Partner wird benachrichtigt.")
 
 
+def cmd_outbox(args, settings):
+    from workflow.cycles import find_cycle, get_programme
+    from workflow.delivery import outbox_state, retry_failed
+    from workflow.models import utcnow
+    services = _services(settings)
+    with services.database.unit_of_work() as uow:
+        if args.outbox_command == "retry":
+            cycle_id = find_cycle(uow, get_programme(uow), args.year).id if args.year else None
+            ids = retry_failed(uow, now=utcnow(), actor="cli", ids=args.ids, cycle_id=cycle_id)
+            uow.commit()
+            print(f"{len(ids)} fehlgeschlagene Mails wieder in den Postausgang gelegt."
+                  if ids else "Keine fehlgeschlagenen Mails (mehr) – nichts zu tun.")
+            return
+        state = outbox_state(uow)
+    if args.json:
+        print(json.dumps({**vars(state), "paused_until": _iso(state.paused_until),
+                          "paused_since": _iso(state.paused_since)}, ensure_ascii=False, indent=2))
+        return
+    print("Mails: " + (", ".join(f"{k} {v}" for k, v in state.by_status.items()) or "keine"))
+    if state.paused_until:
+        print(f"Postausgang pausiert seit {state.paused_since:%d.%m.%Y %H:%M} UTC, nächster "
+              f"Versuch {state.paused_until:%H:%M} UTC: {state.reason}")
+    for failed in state.failed:
+        print(f"  fehlgeschlagen {failed['id']:>7}  {failed['rung']:<18} "
+              f"{failed['partner'] or '(Koordination)'}: {failed['error'][:120]}")
+    if state.failed:
+        print("Nach Behebung der Ursache: `reportcycles outbox retry` (oder einzelne IDs).")
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
 def cmd_relay(args, settings):
     from tasks.scheduler import relay_outbox
     ids = relay_outbox(_services(settings))
@@ -523,7 +563,7 @@ COMMANDS = {
     "init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
     "sweep": cmd_sweep, "preview": cmd_preview, "programme": cmd_programme, "policy": cmd_policy,
     "templates": cmd_templates, "reports": cmd_reports, "extensions": cmd_extensions,
-    "relay": cmd_relay, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
+    "relay": cmd_relay, "outbox": cmd_outbox, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
     "serve": cmd_serve, "run": cmd_run}
 
 if __name__ == "__main__":

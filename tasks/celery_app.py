@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from infra.settings import Settings
 
+# An unacknowledged task is handed out again after this long (Redis): no task may wait longer.
+VISIBILITY_TIMEOUT = 3600
+
 def celery_config(settings: Settings) -> dict:
     return {
         "broker_url": settings.broker_url,
@@ -18,7 +21,7 @@ def celery_config(settings: Settings) -> dict:
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         # No task waits weeks in Redis: reminders live in the ledger, not as ETA tasks.
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
         "worker_hijack_root_logger": False,
     }
 

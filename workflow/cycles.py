@@ -235,7 +235,12 @@ def set_policy(uow: UnitOfWork, programme: Programme, settings: dict) -> Reporti
 
     Cycles already open keep the ladder planned when they opened.
     """
+    from workflow.composition import mail_kinds  # composition reads cycles: import on use
     policy = ReportingPolicy.from_dict(settings)
+    unknown = sorted({step.email for step in policy.overdue_steps} - mail_kinds())
+    if unknown:
+        raise InvalidInput(f"Unbekannte Mail in der Berichtsregel: {', '.join(unknown)} "
+                           f"(bekannt: {', '.join(sorted(mail_kinds()))}).")
     programme.policy = policy.to_dict()
     uow.session.flush()
     return policy

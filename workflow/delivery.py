@@ -87,12 +87,12 @@ class DeliveryReport:
 
 def backoff(attempts: int) -> timedelta:
     """1, 2, 4 … minutes, at most an hour."""
-    return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
+    return timedelta(minutes=min(60, 2 ** min(10, max(0, attempts - 1))))
 
 
 def pause_length(failures: int) -> timedelta:
     """30 s, 1, 2, 4 … minutes, at most 15: a server back after a weekend is found quickly."""
-    return min(MAX_PAUSE, timedelta(seconds=30 * 2 ** max(0, failures - 1)))
+    return min(MAX_PAUSE, timedelta(seconds=30 * 2 ** min(10, max(0, failures - 1))))
 
 
 def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = None

@@ -162,19 +162,22 @@ def _too_soon_after_last_mail(uow: UnitOfWork, rows, policies, now: datetime) ->
                and policies[r.programme_id].min_gap_working_days > 0}
     if not ladders:
         return set()
-    last_mail = func.max(func.coalesce(Notification.sent_at, Notification.dispatched_at))
+    # When it left, or (in a rehearsal with --at, where the clock is elsewhere) when it was due.
+    last_sent = func.max(func.coalesce(Notification.sent_at, Notification.dispatched_at))
     ids = sorted({sid for sid, _ in ladders})
     held = set()
     for start in range(0, len(ids), CHUNK):
-        for sid, part, last in uow.session.execute(
-                select(Notification.submission_id, Notification.member_part_id, last_mail)
+        for sid, part, last_due, last_left in uow.session.execute(
+                select(Notification.submission_id, Notification.member_part_id,
+                       func.max(Notification.due_at), last_sent)
                 .where(Notification.submission_id.in_(ids[start:start + CHUNK]),
                        Notification.needs_open_report.is_(True),
                        Notification.audience != Audience.COORDINATORS,
                        Notification.status.in_(IN_FLIGHT_OR_SENT))
                 .group_by(Notification.submission_id, Notification.member_part_id)):
             row = ladders.get((sid, part))
-            if row is None or last is None:
+            last = max(t for t in (last_due, last_left) if t is not None)
+            if row is None or last > now:
                 continue
             policy = policies[row.programme_id]
             gap = policy.calendar.working_days_between(last.astimezone(policy.zone).date(),

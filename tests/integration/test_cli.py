@@ -131,7 +131,26 @@ def test_policy_is_edited_in_a_file_and_applies_to_cycles_opened_afterwards(cli,
     cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", "--due", "2027-04-30")
     preview = cli("preview", "--year", "2027", "--partner", "Partner 00000").stdout
     assert "reminder-10" in preview and "reminder-5" in preview and "reminder-28" not in preview
+    typo = shown.replace('email = "escalation_head"', 'email = "eskalation_leitung"')
+    refused = cli("policy", "set", write(tmp_path, typo, "typo.toml"), expect=2)
+    assert "Unbekannte Mail in der Berichtsregel: eskalation_leitung" in refused.stderr
     bad = cli("policy", "set", write(tmp_path, 'window_start = "11:00"\n', "bad.toml"), expect=2)
     assert "Versandfenster" in bad.stderr
     assert "kein gültiges TOML" in cli("policy", "set", write(tmp_path, "x = [", "broken.toml"),
                                         expect=2).stderr
+
+
+def test_outbox_shows_failed_mails_and_puts_them_back(cli, tmp_path, smtp):
+    _, handler = smtp
+    import_partners_and_template(cli, tmp_path)
+    cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", "--due", "2027-04-30")
+    handler.refuse_recipients = {"p1@example.org": "550 5.1.1 user unknown"}
+    cli("sweep", "--at", "2027-02-01T08:30")
+    status = cli("outbox", "status").stdout
+    assert "failed 1" in status and "sent 2" in status and "Partner 00001" in status
+    assert "p1@example.org" not in status  # addresses stay out of the output
+    assert json.loads(cli("outbox", "status", "--json").stdout)["by_status"]["failed"] == 1
+    handler.refuse_recipients = {}
+    assert "1 fehlgeschlagene Mails wieder" in cli("outbox", "retry", "--year", "2027").stdout
+    assert json.loads(cli("outbox", "status", "--json").stdout)["by_status"].get("failed") is None
+    assert "nichts zu tun" in cli("outbox", "retry").stdout

@@ -18,7 +18,7 @@ USER, PASSWORD = "berichte@example.org", "p@ss#w0rd"
 def check_password(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
         USER.encode(), PASSWORD.encode())
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)
 
 
 def rehearse_invitations(tmp_path, smtp_env: dict) -> subprocess.CompletedProcess:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 
 import pytest
 from sqlalchemy import func, select
 
 from reportcycles.bootstrap import build
+from tasks.celery_app import VISIBILITY_TIMEOUT
 from tasks.scheduler import relay_outbox
 from tests.integration.conftest import berlin, make_settings, seed_programme
 from tests.support.servers import CeleryWorker
@@ -20,6 +21,26 @@ from workflow.sweep import sweep
 
 pytestmark = pytest.mark.slow
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
+
+
+@pytest.fixture(autouse=True)
+def no_task_waits_in_the_broker():
+    """The guard the ledger relies on: no task is published with an ETA beyond half the broker's
+    visibility timeout (Redis would hand it out a second time)."""
+    from celery.signals import before_task_publish
+
+    published = []
+
+    def check(headers=None, **_):
+        published.append(headers.get("eta"))
+
+    before_task_publish.connect(check, weak=False)
+    yield
+    before_task_publish.disconnect(check)
+    etas = [eta for eta in published if eta is not None]
+    assert not etas or max(datetime.fromisoformat(e) - datetime.now(UTC) for e in etas) < \
+        timedelta(seconds=VISIBILITY_TIMEOUT / 2), etas
+    assert published, "the guard saw no task published"
 
 
 @pytest.fixture

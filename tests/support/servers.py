@@ -155,7 +155,8 @@ class RecordingHandler:
 def smtp_server(**options):
     """aiosmtpd on a free loopback port; ``options`` go to its Controller (auth, TLS)."""
     handler = RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
+    port = options.pop("port", None) or free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield controller, handler
