@@ -142,7 +142,7 @@ class _SmtpConnection:
     def send(self, mail: OutgoingMail) -> dict[str, str]:
         message = build_message(mail)
         try:
-            refused = self.client.send_message(message)
+            refused = self.client.send_message(message, from_addr=mail.return_path)
         except smtplib.SMTPRecipientsRefused as exc:
             replies = {address: f"{code} {_text(text)}"
                        for address, (code, text) in exc.recipients.items()}
@@ -151,13 +151,15 @@ class _SmtpConnection:
                 raise ServerUnavailable(f"server closing: {replies}") from exc
             if all(500 <= code < 600 for code in codes):
                 raise PermanentMailError(f"all recipients refused: {replies}", replies) from exc
-            raise TransientMailError(f"recipients refused for now: {replies}") from exc
+            raise TransientMailError(f"recipients refused for now: {replies}",
+                                     max(codes)) from exc
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code == 421:
                 raise ServerUnavailable(f"421 {_text(exc.smtp_error)}") from exc
             if 500 <= exc.smtp_code < 600:
                 raise PermanentMailError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
-            raise TransientMailError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
+            raise TransientMailError(f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                                     exc.smtp_code) from exc
         except (OSError, smtplib.SMTPException) as exc:
             # Dropped mid-mail (perhaps after the final dot): this mail is tried again.
             raise TransientMailError(f"connection lost: {exc}") from exc

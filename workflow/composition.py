@@ -38,6 +38,7 @@ class OutgoingMail:
     language: str
     rung: str
     partner_id: int | None = None  # whose contacts these are (to mark a refused address)
+    return_path: str | None = None  # the envelope sender, where bounces arrive (None: From)
 
 
 Renderer = Callable[[str, str, dict], tuple[str, str, str]]  # (kind, language, ctx) -> s, text, html
@@ -52,6 +53,8 @@ class Letterhead:
     mail_from: str
     coordinator_emails: tuple[str, ...]
     message_id_domain: str = "reportcycles.invalid"
+    # Given one mail's ledger row, its envelope sender (VERP), so a bounce names its mail.
+    return_path: Callable[[Notification], str | None] = lambda notification: None
 
 
 @dataclass
@@ -274,7 +277,8 @@ def compose(batch: Batch, letterhead: Letterhead, notification: Notification,
                         to=to, cc=cc, message_id=message_id(notification,
                                                             letterhead.message_id_domain),
                         language=language, rung=notification.rung,
-                        partner_id=partner.id if partner else None), link_row
+                        partner_id=partner.id if partner else None,
+                        return_path=letterhead.return_path(notification)), link_row
 
 
 class NoRecipient(Exception):

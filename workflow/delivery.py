@@ -38,7 +38,15 @@ MAX_PAUSE = timedelta(minutes=15)
 
 
 class TransientMailError(Exception):
-    """The server said 'try later' (4xx) for this mail."""
+    """The server said 'try later' (4xx) for this mail; ``code``: its reply code, if any."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+# Replies that mean "you are sending too fast": the throttle slows down.
+TOO_FAST = frozenset({421, 451, 452})
 
 
 class PermanentMailError(Exception):
@@ -62,6 +70,24 @@ class MailTransport(Protocol):
     def connect(self) -> AbstractContextManager[MailConnection]: ...
 
 
+class Throttle(Protocol):
+    """A sending rate shared by every worker (a token bucket)."""
+
+    def acquire(self) -> None:
+        """Wait until one more mail may leave."""
+
+    def slow_down(self) -> None:
+        """The server said we send too fast."""
+
+
+class NoThrottle:
+    def acquire(self) -> None:
+        pass
+
+    def slow_down(self) -> None:
+        pass
+
+
 @dataclass
 class MailService:
     """What delivering needs, assembled once by the composition root."""
@@ -71,6 +97,7 @@ class MailService:
     letterhead: Letterhead
     lease_seconds: int = 600
     max_attempts: int = 8
+    throttle: Throttle = field(default_factory=NoThrottle)
 
 
 @dataclass
@@ -115,6 +142,7 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                 if connection is None:
                     connection_cm = service.transport.connect()
                     connection = connection_cm.__enter__()
+                service.throttle.acquire()
                 refused = connection.send(mail)
             except ServerUnavailable as exc:
                 connection_cm = connection = None
@@ -124,6 +152,8 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                 _record_failure(service, token, notification_id, mail, str(exc), exc.refused,
                                 permanent=True, report=report)
             except TransientMailError as exc:
+                if exc.code in TOO_FAST:
+                    service.throttle.slow_down()
                 _record_failure(service, token, notification_id, mail, str(exc), {},
                                 permanent=False, report=report)
                 _close(connection_cm)  # the connection may be broken: start afresh
