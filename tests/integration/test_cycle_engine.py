@@ -316,3 +316,18 @@ def test_scheduler_ticks_open_the_year_once_even_when_two_run_at_once(services, 
     assert rungs_received(handler) == {"invitation": 5}
     # A later tick the same morning finds the year open and nothing new to send.
     assert tick(services, berlin(date(2027, 2, 1), 9, 0)).count("send") == 0
+
+
+def test_a_scheduler_stopped_across_the_opening_day_opens_the_year_once_late(services, smtp):
+    from tasks.scheduler import tick
+    _, handler = smtp
+    seed_programme(services, partners=3)
+    # Down from Friday 29 January to Wednesday 3 February: the year opens at the first tick.
+    tick(services, berlin(date(2027, 2, 3), 8, 5))
+    tick(services, berlin(date(2027, 2, 3), 8, 10))  # the second scheduler, or the next tick
+    with services.database.unit_of_work() as uow:
+        [cycle] = uow.session.scalars(select(Cycle)).all()
+        assert cycle.opens_on == date(2027, 2, 3) and cycle.year == 2027
+        assert uow.session.scalar(select(func.count()).select_from(Event).where(
+            Event.kind == "cycle_opened")) == 1
+    assert rungs_received(handler) == {"invitation": 3}

@@ -373,3 +373,35 @@ def test_a_replanned_ladder_waits_the_minimum_gap_after_the_last_mail(stack, smt
     assert result.count("send") == 1
     assert [m["message"]["X-Reportcycles-Rung"] for m in smtp[1].messages] == [
         "invitation", "reminder-7"]
+
+
+class DropsAfterTheFinalDot:
+    """Takes the mail, then drops the connection before answering (a crash, a network cut)."""
+
+    def __init__(self, handler):
+        self.handler, self.dropped = handler, False
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        return await self.handler.handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = await self.handler.handle_DATA(server, session, envelope)
+        if not self.dropped:
+            self.dropped = True
+            server.transport.close()
+        return reply
+
+
+def test_a_connection_dropped_after_the_final_dot_is_retried_with_the_same_message_id(
+        stack, smtp):
+    services = stack()
+    controller, handler = smtp
+    controller.handler = DropsAfterTheFinalDot(handler)
+    [only] = open_and_queue(services, partners=1)
+    assert deliver(services.mail, [only]).retrying == [only]
+    time_passes(services)
+    assert deliver(services.mail, [only]).sent == [only]
+    row = rows(services, [only])[only]
+    assert row.status == "sent" and row.attempts == 1
+    # The server may hold two copies; both carry the one Message-ID, so clients show one.
+    assert list(message_ids(handler).values()) == [2]

@@ -15,7 +15,8 @@ from tasks.scheduler import relay_outbox
 from tests.integration.conftest import berlin, make_settings, seed_programme
 from tests.support.servers import CeleryWorker
 from workflow.cycles import get_programme, open_cycle
-from workflow.models import Notification
+from workflow.events import EventKind
+from workflow.models import Event, Notification
 from workflow.policy import ReportingPolicy
 from workflow.sweep import sweep
 
@@ -153,3 +154,108 @@ def test_redis_restarted_empty_loses_no_mail(stack, smtp, redis_server):
                       tick=lambda: relay_outbox(services)), ledger(services)
     ids = message_ids(handler)
     assert len(ids) == 80 and set(ids.values()) == {1}
+
+
+class KillingHandler:
+    """Kills the worker at a chosen point of the SMTP dialogue of the n-th mail."""
+
+    def __init__(self, handler, point: str, nth: int):
+        self.handler, self.point, self.nth = handler, point, nth
+        self.worker, self.mails, self.done = None, 0, False
+
+    def _kill(self):
+        if not self.done and self.worker is not None:
+            self.done = True
+            self.worker.kill()
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        self.mails += 1
+        if self.point == "after_commit" and self.mails == self.nth + 1:
+            self._kill()  # mail n was recorded before mail n+1 began
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if self.point == "before_smtp" and self.mails == self.nth:
+            self._kill()
+            return "451 4.3.0 going away"
+        return await self.handler.handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = await self.handler.handle_DATA(server, session, envelope)
+        if self.point == "after_250" and self.mails == self.nth:
+            self._kill()  # the server has the mail; the worker dies before it can record it
+        return reply
+
+
+@pytest.mark.parametrize(("point", "nth"), [
+    ("before_smtp", 5), ("before_smtp", 17),
+    ("after_250", 5), ("after_250", 17),
+    ("after_commit", 5), ("after_commit", 17)])
+def test_a_worker_killed_at_any_point_leaves_every_mail_sent_once_in_the_ledger(
+        stack, smtp, point, nth):
+    """SIGKILL before SMTP, between the server's 250 and the commit, and after the commit. The
+    ledger has every key sent once; only the 250→commit gap can give the server an extra copy,
+    and that copy is flagged."""
+    services, start_worker = stack
+    controller, handler = smtp
+    killer = KillingHandler(handler, point, nth)
+    controller.handler = killer
+    killer.worker = start_worker(concurrency=1)
+    open_and_sweep(services, 30)
+    assert wait_until(lambda: killer.done, 60), f"the worker never reached mail {nth}"
+    start_worker(concurrency=1)
+    assert wait_until(lambda: ledger(services)["sent"] == 30, 90, step=1,
+                      tick=lambda: relay_outbox(services)), ledger(services)
+    assert ledger(services) == {"sent": 30}  # nothing stuck in 'sending'
+    ids = message_ids(handler)
+    duplicates = {mid for mid, count in ids.items() if count > 1}
+    assert len(ids) == 30
+    if point == "after_250":
+        assert len(duplicates) <= 1
+        with services.database.unit_of_work() as uow:
+            flagged = {e.payload["message_id"] for e in uow.session.scalars(
+                select(Event).where(Event.kind == EventKind.NOTIFICATION_SENT))
+                if e.payload.get("possible_duplicate")}
+        assert duplicates <= flagged
+    else:
+        assert duplicates == set()
+
+
+def test_redis_down_while_a_cycle_opens_and_partners_submit_loses_nothing(stack, smtp,
+                                                                        redis_server):
+    from workflow.states import Action
+    from workflow.submissions import apply_action
+    services, start_worker = stack
+    _, handler = smtp
+    redis_server.stop()
+    # The cycle opens and its invitations are queued; handing them to Redis fails after commit.
+    open_and_sweep(services, 3)
+    with services.database.unit_of_work() as uow:
+        first = uow.session.scalar(select(Notification.submission_id).where(
+            Notification.rung == "invitation").order_by(Notification.id).limit(1))
+        apply_action(uow, first, Action.SUBMIT, now=berlin(OPENS, 10), actor="partner")
+        uow.commit()  # the submission stands, though its receipt cannot reach Redis now
+    assert ledger(services) == {"queued": 3}
+    redis_server.start()
+    start_worker()
+    assert wait_until(lambda: len(handler.messages) == 3, 60, step=1,
+                      tick=lambda: relay_outbox(services))
+    rungs = Counter(m["message"]["X-Reportcycles-Rung"] for m in handler.messages)
+    assert rungs == {"invitation": 2, "receipt": 1}  # no invitation after the submission
+    assert set(message_ids(handler).values()) == {1}
+
+
+def test_redis_restarted_empty_in_the_middle_of_a_fan_out_loses_nothing(stack, smtp,
+                                                                       redis_server):
+    services, start_worker = stack
+    _, handler = smtp
+    handler.delay = 0.01
+    start_worker()
+    open_and_sweep(services, 400)
+    assert wait_until(lambda: len(handler.messages) >= 50, 60)
+    redis_server.restart_empty()
+    assert wait_until(lambda: ledger(services)["sent"] == 400, 120, step=1,
+                      tick=lambda: relay_outbox(services)), ledger(services)
+    ids = message_ids(handler)
+    assert len(ids) == 400 and sum(c - 1 for c in ids.values()) == 0
