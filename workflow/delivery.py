@@ -131,6 +131,9 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
         return report
     token, mails = _claim(service, ids, as_of, report)
     owned = {notification_id for notification_id, _ in mails}
+    # A mail's record renews the claim once a sixth of the lease has passed: far from expiry.
+    renew_every = timedelta(seconds=service.lease_seconds / 6)
+    renewed_at, resumed = utcnow(), False
     connection_cm = connection = None
     try:
         for position, (notification_id, mail) in enumerate(mails):
@@ -159,7 +162,12 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                 _close(connection_cm)  # the connection may be broken: start afresh
                 connection_cm = connection = None
             else:
-                owned = _record_sent(service, token, notification_id, mail, refused, rest, report)
+                renew = utcnow() - renewed_at >= renew_every
+                still_ours = _record_sent(service, token, notification_id, mail, refused,
+                                          rest if renew else [], report, resume=not resumed)
+                resumed = True
+                if renew:
+                    owned, renewed_at = still_ours, utcnow()
     finally:
         if connection_cm is not None:
             _close(connection_cm)
@@ -278,9 +286,10 @@ def _fast_commit(uow: UnitOfWork):
 
 
 def _record_sent(service: MailService, token: str, notification_id: int, mail: OutgoingMail,
-                 refused: dict[str, str], rest: list[int], report: DeliveryReport) -> set[int]:
-    """Record one mail as sent, under our claim; renew the claim on the rest of the batch.
-    Returns the ids of the rest that are still ours."""
+                 refused: dict[str, str], rest: list[int], report: DeliveryReport, *,
+                 resume: bool) -> set[int]:
+    """Record one mail as sent, under our claim; renew the claim on ``rest`` of the batch.
+    Returns the ids of ``rest`` that are still ours."""
     wall = utcnow()
     with service.database.unit_of_work() as uow:
         _fast_commit(uow)
@@ -314,7 +323,8 @@ def _record_sent(service: MailService, token: str, notification_id: int, mail: O
                    Notification.status == NotificationStatus.SENDING)
             .values(claimed_at=wall)
             .returning(Notification.id))) if rest else set()
-        _resume_outbox(uow, wall)
+        if resume:  # the first mail through ends a pause another worker may have begun
+            _resume_outbox(uow, wall)
         uow.commit()
     return owned
 
