@@ -1,15 +1,14 @@
 """Mail adapters: the Jinja renderer for templates/email/ and the SMTP and Maildir transports."""
 from __future__ import annotations
 
+import base64
 import mailbox
+import secrets
 import smtplib
 import ssl
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from email.header import Header
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime as email_date
 from email.utils import formataddr, parseaddr
 from pathlib import Path
@@ -74,25 +73,42 @@ def format_datetime(value: datetime, language: str) -> str:
     return f"{value:%d.%m.%Y, %H:%M} Uhr"
 
 
-def build_message(mail: OutgoingMail) -> Message:
-    """A multipart/alternative mail. Built with the compat32 classes: the same MIME as the
-    modern API, at a fraction of its cost per message (it matters at 20,000 mails)."""
-    message = MIMEMultipart("alternative")
-    message["Subject"] = Header(mail.subject, "utf-8")
+CRLF = "\r\n"
+
+
+def mime_bytes(mail: OutgoingMail) -> bytes:
+    """The mail as multipart/alternative (text and HTML, UTF-8, base64), written directly: the
+    same MIME that email.mime and its generator produce, at a small part of their cost per mail
+    (header folding in the generator dominated sending at 20,000 mails)."""
+    boundary = f"=_rc_{secrets.token_hex(12)}"
     name, address = parseaddr(mail.sender)
-    message["From"] = formataddr((str(Header(name, "utf-8")), address)) if name else address
-    message["To"] = ", ".join(mail.to)
-    if mail.cc:
-        message["Cc"] = ", ".join(mail.cc)
-    message["Date"] = email_date(datetime.now(UTC))
-    message["Message-ID"] = mail.message_id
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "All"
-    message["Content-Language"] = mail.language
-    message["X-Reportcycles-Rung"] = mail.rung
-    message.attach(MIMEText(mail.text, "plain", "utf-8"))
-    message.attach(MIMEText(mail.html, "html", "utf-8"))
-    return message
+    sender = formataddr((str(Header(name, "utf-8")), address)) if name else address
+    headers = [
+        ("Subject", Header(mail.subject, "utf-8").encode(linesep=CRLF)),
+        ("From", sender),
+        ("To", f",{CRLF} ".join(mail.to)),
+        *((("Cc", f",{CRLF} ".join(mail.cc)),) if mail.cc else ()),
+        ("Date", email_date(datetime.now(UTC))),
+        ("Message-ID", mail.message_id),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "All"),
+        ("Content-Language", mail.language),
+        ("X-Reportcycles-Rung", mail.rung),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    parts = [f"{key}: {value}" for key, value in headers]
+    for subtype, body in (("plain", mail.text), ("html", mail.html)):
+        parts += ["", f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"',
+                  "MIME-Version: 1.0", "Content-Transfer-Encoding: base64", "",
+                  base64.encodebytes(body.encode("utf-8")).decode("ascii").rstrip("\n")
+                  .replace("\n", CRLF)]
+    parts += ["", f"--{boundary}--", ""]
+    return CRLF.join(parts).encode("ascii")
+
+
+def envelope_sender(mail: OutgoingMail) -> str:
+    return mail.return_path or parseaddr(mail.sender)[1]
 
 
 class SmtpTransport:
@@ -140,9 +156,9 @@ class _SmtpConnection:
         self.client = client
 
     def send(self, mail: OutgoingMail) -> dict[str, str]:
-        message = build_message(mail)
         try:
-            refused = self.client.send_message(message, from_addr=mail.return_path)
+            refused = self.client.sendmail(envelope_sender(mail), [*mail.to, *mail.cc],
+                                           mime_bytes(mail))
         except smtplib.SMTPRecipientsRefused as exc:
             replies = {address: f"{code} {_text(text)}"
                        for address, (code, text) in exc.recipients.items()}
@@ -192,7 +208,7 @@ class _MaildirConnection:
         self.box = box
 
     def send(self, mail: OutgoingMail) -> dict[str, str]:
-        self.box.add(build_message(mail))
+        self.box.add(mime_bytes(mail))
         return {}
 
 

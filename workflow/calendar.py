@@ -12,6 +12,7 @@ class WorkingCalendar:
         self.country = country
         self.subdivision = subdivision
         self._holidays = holidays.country_holidays(country, subdiv=subdivision)
+        self._between: dict[tuple[date, date], int] = {}  # asked once per mail: remembered
 
     def holiday_name(self, day: date) -> str | None:
         return self._holidays.get(day)
@@ -39,8 +40,13 @@ class WorkingCalendar:
         """Working days after ``start`` up to and including ``end`` (negative when end < start)."""
         if end < start:
             return -self.working_days_between(end, start)
-        return sum(1 for n in range(1, (end - start).days + 1)
-                   if self.is_working_day(start + timedelta(days=n)))
+        key = (start, end)
+        if key not in self._between:
+            if len(self._between) > 10_000:
+                self._between.clear()
+            self._between[key] = sum(1 for n in range(1, (end - start).days + 1)
+                                     if self.is_working_day(start + timedelta(days=n)))
+        return self._between[key]
 
 
 @lru_cache(maxsize=16)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from workflow.composition import Batch, Letterhead, OutgoingMail, compose
 from workflow.events import EventKind
@@ -278,11 +278,25 @@ def _fail(uow: UnitOfWork, notification: Notification, error: str, wall: datetim
                 "retry`): %s", notification.id, EMAIL_ADDRESS.sub("<address>", error))
 
 
-def _fast_commit(uow: UnitOfWork):
-    """A mail's record need not wait for the disk: a crash loses at most this last record, and
-    the mail it describes would be repeated with its Message-ID – the same as a kill after send."""
-    if uow.database.is_postgres:
-        uow.session.execute(text("SET LOCAL synchronous_commit = off"))
+NOTIFICATIONS, EVENTS = Notification.__table__, Event.__table__
+# The hot path's statements, built once (one mail, one record).
+RECORD_SENT = (
+    NOTIFICATIONS.update()
+    .where(NOTIFICATIONS.c.id == bindparam("notification_id"),
+           NOTIFICATIONS.c.claim_token == bindparam("token"),
+           NOTIFICATIONS.c.status.in_(sources(LedgerMove.RECORD_SENT)))
+    .values(status=target(LedgerMove.RECORD_SENT), sent_at=bindparam("wall"), last_error=None,
+            refused=bindparam("refused"))
+    .returning(NOTIFICATIONS.c.cycle_id, NOTIFICATIONS.c.submission_id, NOTIFICATIONS.c.rung,
+               NOTIFICATIONS.c.takeovers))
+RECORD_EVENT = EVENTS.insert()
+RENEW_CLAIM = (
+    NOTIFICATIONS.update()
+    .where(NOTIFICATIONS.c.id.in_(bindparam("rest", expanding=True)),
+           NOTIFICATIONS.c.claim_token == bindparam("token"),
+           NOTIFICATIONS.c.status == NotificationStatus.SENDING)
+    .values(claimed_at=bindparam("wall"))
+    .returning(NOTIFICATIONS.c.id))
 
 
 def _record_sent(service: MailService, token: str, notification_id: int, mail: OutgoingMail,
@@ -291,16 +305,11 @@ def _record_sent(service: MailService, token: str, notification_id: int, mail: O
     """Record one mail as sent, under our claim; renew the claim on ``rest`` of the batch.
     Returns the ids of ``rest`` that are still ours."""
     wall = utcnow()
-    with service.database.unit_of_work() as uow:
-        _fast_commit(uow)
-        row = uow.session.execute(
-            update(Notification)
-            .where(Notification.id == notification_id, Notification.claim_token == token,
-                   Notification.status.in_(sources(LedgerMove.RECORD_SENT)))
-            .values(status=target(LedgerMove.RECORD_SENT), sent_at=wall, last_error=None,
-                    refused=refused or None)
-            .returning(Notification.cycle_id, Notification.submission_id, Notification.rung,
-                       Notification.takeovers)).first()
+    with service.database.unit_of_work(record=True) as uow:
+        connection = uow.session.connection()
+        row = connection.execute(RECORD_SENT, {
+            "notification_id": notification_id, "token": token, "wall": wall,
+            "refused": refused or None}).first()
         if row is None:
             report.lost.append(notification_id)
             log.warning("mail %s left after its claim was taken over: a second copy with "
@@ -311,18 +320,15 @@ def _record_sent(service: MailService, token: str, notification_id: int, mail: O
                 payload["possible_duplicate"] = True  # an earlier worker died after sending
             if refused:
                 payload["refused"] = len(refused)
-            uow.session.execute(insert(Event).values(
-                cycle_id=row.cycle_id, submission_id=row.submission_id,
-                kind=EventKind.NOTIFICATION_SENT, at=wall, actor="worker", payload=payload))
+            connection.execute(RECORD_EVENT, {
+                "cycle_id": row.cycle_id, "submission_id": row.submission_id,
+                "kind": EventKind.NOTIFICATION_SENT, "at": wall, "actor": "worker",
+                "payload": payload})
             if refused:
                 _mark_bouncing(uow, mail, refused, wall, row.cycle_id, row.submission_id)
             report.sent.append(notification_id)
-        owned = set(uow.session.scalars(
-            update(Notification)
-            .where(Notification.id.in_(rest), Notification.claim_token == token,
-                   Notification.status == NotificationStatus.SENDING)
-            .values(claimed_at=wall)
-            .returning(Notification.id))) if rest else set()
+        owned = set(connection.scalars(RENEW_CLAIM, {"rest": rest, "token": token, "wall": wall})
+                    ) if rest else set()
         if resume:  # the first mail through ends a pause another worker may have begun
             _resume_outbox(uow, wall)
         uow.commit()

@@ -63,29 +63,47 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
         self.dispatcher: Dispatcher = dispatcher or NoDispatch()
+        self._engine_kwargs = engine_kwargs
+        self._records_factory = None
 
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
-    def unit_of_work(self) -> "UnitOfWork":
-        return UnitOfWork(self)
+    def unit_of_work(self, *, record: bool = False) -> "UnitOfWork":
+        """``record``: a transaction that records what already happened outside (a mail left).
+        On PostgreSQL its commit does not wait for the disk: a database crash can lose only the
+        last records, whose mails are then sent once more with their Message-ID – the same as a
+        worker killed after sending, which the ledger already allows for."""
+        return UnitOfWork(self, self._records() if record else self.session_factory)
+
+    def _records(self):
+        if not self.is_postgres:
+            return self.session_factory
+        if self._records_factory is None:
+            engine = make_engine(self.url, connect_args={"options": "-c synchronous_commit=off"},
+                                 **self._engine_kwargs)
+            self._records_factory = sessionmaker(engine, expire_on_commit=False)
+        return self._records_factory
 
     def dispose(self):
         self.engine.dispose()
+        if self._records_factory is not None:
+            self._records_factory.kw["bind"].dispose()
 
 
 class UnitOfWork:
     """One transaction. Rolls back unless ``commit()`` is called; after-commit work runs only then."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, session_factory=None):
         self.database = database
+        self.session_factory = session_factory or database.session_factory
         self.session: Session | None = None
         self._after_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
 
     def __enter__(self) -> "UnitOfWork":
-        self.session = self.database.session_factory()
+        self.session = self.session_factory()
         return self
 
     def __exit__(self, *exc):
