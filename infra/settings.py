@@ -156,6 +156,9 @@ class Settings:
     trusted_proxies: int = 0
     ratelimit_storage_url: str = "memory://"
     embedded: bool = False
+    # VERP: each mail's envelope sender is bounces+<id>-<mac>@… of this address (None: From).
+    bounce_address: str | None = None
+    bounce_maildir: Path | None = None  # where the mail server delivers the bounce address
 
     @property
     def maildir(self) -> Path | None:
@@ -204,7 +207,30 @@ class Settings:
             ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL",
                                        broker if broker.startswith("redis") else "memory://"),
             embedded=embedded,
+            bounce_address=_bounce_address(),
+            bounce_maildir=_bounce_maildir(),
         )
+
+
+def _bounce_address() -> str | None:
+    value = os.environ.get("BOUNCE_ADDRESS", "").strip()
+    if not value:
+        return None
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or any(c in value for c in " <>,;"):
+        raise ConfigError(f"BOUNCE_ADDRESS must be a bare address like "
+                          f"bounces@berichte.example.org, not {value!r}")
+    return value
+
+
+def _bounce_maildir() -> Path | None:
+    value = os.environ.get("BOUNCE_MAILDIR", "").strip()
+    if not value:
+        return None
+    if not os.environ.get("BOUNCE_ADDRESS", "").strip():
+        raise ConfigError("BOUNCE_MAILDIR is set but BOUNCE_ADDRESS is not: without an envelope "
+                          "sender per mail (VERP) no bounce can be traced to its mail")
+    return Path(value).resolve()
 
 
 def instance_secret(instance: Path) -> str:

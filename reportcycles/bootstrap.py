@@ -14,6 +14,7 @@ from infra.settings import Settings
 from tasks.celery_app import celery_config
 from tasks.dispatch import CeleryDispatcher
 from tasks.sending import register_tasks
+from workflow.bounces import return_path_for
 from workflow.composition import Letterhead
 from workflow.delivery import MailService, deliver
 from workflow.uow import Database, NoDispatch
@@ -43,7 +44,8 @@ def build(settings: Settings | None = None, dispatch: str = "celery",
     letterhead = Letterhead(
         render=EmailRenderer(timezone=settings.timezone), base_url=settings.base_url,
         mail_from=settings.mail_from, coordinator_emails=settings.coordinator_emails,
-        message_id_domain=urlsplit(settings.base_url).hostname or "reportcycles.invalid")
+        message_id_domain=urlsplit(settings.base_url).hostname or "reportcycles.invalid",
+        return_path=return_path_for(settings.bounce_address, settings.secret_key))
     mail = MailService(database=database, transport=transport_for(settings.smtp),
                        letterhead=letterhead, lease_seconds=settings.send_lease_seconds,
                        max_attempts=settings.max_send_attempts)

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry = outbox.add_parser("retry", help="put failed mails back in the outbox")
     retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="only these (default: all)")
     retry.add_argument("--year", type=int, help="only this year's cycle")
+    bounces = sub.add_parser("bounces", help="bounces that came back by mail") \
+        .add_subparsers(dest="bounces_command", required=True)
+    bounces.add_parser("fetch", help="read new bounces from BOUNCE_MAILDIR and mark the "
+                       "contacts as bouncing")
     health = sub.add_parser("health", help="exit 0 if a worker or the scheduler is alive")
     health.add_argument("component", choices=("worker", "scheduler"))
     worker = sub.add_parser("worker", help="run a Celery worker")
@@ -503,6 +507,43 @@ def cmd_relay(args, settings):
     print(f"{len(ids)} Mails erneut übergeben.")
 
 
+def cmd_bounces(args, settings):
+    from infra.bounce_mailbox import fetch_configured
+    if settings.bounce_maildir is None:
+        raise InvalidInput("BOUNCE_MAILDIR ist nicht gesetzt: das Maildir, in das der Mailserver "
+                           "die Rückläufer an BOUNCE_ADDRESS zustellt.")
+    report = fetch_configured(_services(settings, "none"))
+    if report.missing:
+        print(f"{settings.bounce_maildir} gibt es (noch) nicht: es kam noch kein Rückläufer an.")
+        return
+    if report.busy:
+        print("Ein anderer Prozess liest die Rückläufer gerade; nichts getan.")
+        return
+    for bounce in report.bounces:
+        who = bounce.partner or "Koordination"
+        roles = f" ({', '.join(bounce.roles)})" if bounce.roles else ""
+        print(f"  Mail {bounce.notification_id} an {who}: {BOUNCE_RESULTS[bounce.result]}{roles}")
+    print(f"Rückläufer: {len(report.bounces)} verbucht, {len(report.ignored)} nur verzögert "
+          f"(ignoriert), {len(report.kept)} nicht verstanden.")
+    for name, why in report.kept:
+        print(f"  behalten (ungelesen, markiert): {name}: {why}")
+    if report.waiting:
+        print(f"{len(report.waiting)} warten auf die Datenbank und werden beim nächsten Lauf "
+              "gelesen.")
+        return 3
+
+
+BOUNCE_RESULTS = {
+    "marked": "Kontakt als unzustellbar markiert",
+    "already_bouncing": "Kontakt war schon als unzustellbar markiert",
+    "coordinator": "Adresse der Koordination unzustellbar (nur im Verlauf vermerkt)",
+    "no_such_contact": "Adresse gehört zu keinem Kontakt (nur im Verlauf vermerkt)",
+    "recorded_before": "schon früher verbucht",
+    "not_hard": "nur vorläufig",
+    "unknown_notification": "Mail nicht im Ledger",
+}
+
+
 WORKER_NAME = "reportcycles@{host}"
 
 
@@ -563,7 +604,7 @@ COMMANDS = {
     "init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
     "sweep": cmd_sweep, "preview": cmd_preview, "programme": cmd_programme, "policy": cmd_policy,
     "templates": cmd_templates, "reports": cmd_reports, "extensions": cmd_extensions,
-    "relay": cmd_relay, "outbox": cmd_outbox, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
+    "relay": cmd_relay, "outbox": cmd_outbox, "bounces": cmd_bounces, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
     "serve": cmd_serve, "run": cmd_run}
 
 if __name__ == "__main__":

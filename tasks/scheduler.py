@@ -8,6 +8,7 @@ from datetime import datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from infra.bounce_mailbox import fetch_configured
 from infra.services import Services
 from infra.settings import Settings
 from workflow.cycles import open_due_cycles
@@ -73,4 +74,7 @@ def make_scheduler(services: Services, *, background: bool = False):
                       id="sweep", next_run_time=utcnow())
     scheduler.add_job(relay_outbox, "interval", args=[services],
                       seconds=settings.relay_interval_seconds, id="relay")
+    if settings.bounce_maildir is not None:  # in the sweep's rhythm: marked before the next rung
+        scheduler.add_job(fetch_configured, "interval", args=[services],
+                          seconds=settings.sweep_interval_seconds, id="bounces")
     return scheduler

@@ -141,7 +141,8 @@ class RecordingHandler:
             if self.fail_next:
                 return self.fail_next.pop(0)
             message = message_from_bytes(envelope.content, policy=policy.default)
-            self.messages.append({"envelope_to": list(envelope.rcpt_tos), "message": message})
+            self.messages.append({"envelope_to": list(envelope.rcpt_tos), "message": message,
+                                  "envelope_from": envelope.mail_from})
         return "250 Message accepted for delivery"
 
     def clear(self):
