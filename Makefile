@@ -40,7 +40,7 @@ test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
-	$(BIN)/python bench/fanout.py
+	BENCH_COMMAND="make bench" $(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) instance *.egg-info
