@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 
 from workflow.composition import Batch, Letterhead, OutgoingMail, compose
 from workflow.events import EventKind
@@ -430,6 +430,10 @@ def _resume_outbox(uow: UnitOfWork, wall: datetime):
 
 # The relay ---------------------------------------------------------------------------------------
 
+# As a literal, so that PostgreSQL uses the partial index on the outbox even for a prepared plan.
+IN_THE_OUTBOX = text("notification.status IN ('queued', 'sending')")
+
+
 def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
           broker_backlog: int | None, limit: int = 5000) -> list[int]:
     """Hand out again what a crash, a lost broker message, a retry or a pause left waiting.
@@ -449,7 +453,7 @@ def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
     due = and_(Notification.status == NotificationStatus.QUEUED,
                or_(Notification.not_before.is_(None), Notification.not_before <= wall))
     ids = list(uow.session.scalars(
-        select(Notification.id).where(or_(
+        select(Notification.id).where(IN_THE_OUTBOX, or_(
             and_(due, or_(Notification.dispatched_at.is_(None),
                           Notification.dispatched_at < handed_out_before)),
             and_(Notification.status == NotificationStatus.SENDING,
