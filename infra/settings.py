@@ -121,6 +121,18 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def _rate(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of mails per second (e.g. 20 or 0.5), "
+                          f"not {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be 0 (no limit) or a positive number, not {raw!r}")
+    return value
+
+
 def _smtp_from_env(instance: Path, embedded: bool) -> SmtpConfig | None:
     if os.environ.get("SMTP_URL"):
         return SmtpConfig.from_url(os.environ["SMTP_URL"])
@@ -153,6 +165,8 @@ class Settings:
     dispatch_lease_seconds: int
     send_batch_size: int
     max_send_attempts: int
+    send_rate_per_second: float = 0.0  # 0: no limit
+    send_burst: int = 1  # mails that may leave at once after a quiet spell
     trusted_proxies: int = 0
     ratelimit_storage_url: str = "memory://"
     embedded: bool = False
@@ -203,6 +217,8 @@ class Settings:
             dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 60),
             send_batch_size=_int("SEND_BATCH_SIZE", 50),
             max_send_attempts=_int("MAX_SEND_ATTEMPTS", 8),
+            send_rate_per_second=_rate("SEND_RATE_PER_SECOND", 0),
+            send_burst=max(1, _int("SEND_BURST", 1)),
             trusted_proxies=_int("TRUSTED_PROXIES", 0),
             ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL",
                                        broker if broker.startswith("redis") else "memory://"),

@@ -11,6 +11,7 @@ from infra.logs import configure_logging, install_redaction
 from infra.mail import EmailRenderer, transport_for
 from infra.services import Services
 from infra.settings import Settings
+from infra.throttle import throttle_for
 from tasks.celery_app import celery_config
 from tasks.dispatch import CeleryDispatcher
 from tasks.sending import register_tasks
@@ -48,7 +49,8 @@ def build(settings: Settings | None = None, dispatch: str = "celery",
         return_path=return_path_for(settings.bounce_address, settings.secret_key))
     mail = MailService(database=database, transport=transport_for(settings.smtp),
                        letterhead=letterhead, lease_seconds=settings.send_lease_seconds,
-                       max_attempts=settings.max_send_attempts)
+                       max_attempts=settings.max_send_attempts,
+                       throttle=throttle_for(settings))
     if dispatch == "celery":
         database.dispatcher = CeleryDispatcher(celery or make_celery(settings),
                                                settings.send_batch_size)
