@@ -147,7 +147,8 @@ class SmtpTransport:
                 raise ServerUnavailable(
                     f"login refused: {exc.smtp_code} {_text(exc.smtp_error)}") from exc
             if isinstance(exc, smtplib.SMTPResponseException):
-                raise ServerUnavailable(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
+                raise ServerUnavailable(f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                                        exc.smtp_code) from exc
             raise ServerUnavailable(f"no connection to {cfg.host}:{cfg.port}: {exc}") from exc
 
 
@@ -164,14 +165,14 @@ class _SmtpConnection:
                        for address, (code, text) in exc.recipients.items()}
             codes = [code for code, _ in exc.recipients.values()]
             if any(code == 421 for code in codes):
-                raise ServerUnavailable(f"server closing: {replies}") from exc
+                raise ServerUnavailable(f"server closing: {replies}", 421) from exc
             if all(500 <= code < 600 for code in codes):
                 raise PermanentMailError(f"all recipients refused: {replies}", replies) from exc
             raise TransientMailError(f"recipients refused for now: {replies}",
                                      max(codes)) from exc
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code == 421:
-                raise ServerUnavailable(f"421 {_text(exc.smtp_error)}") from exc
+                raise ServerUnavailable(f"421 {_text(exc.smtp_error)}", 421) from exc
             if 500 <= exc.smtp_code < 600:
                 raise PermanentMailError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
             raise TransientMailError(f"{exc.smtp_code} {_text(exc.smtp_error)}",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -59,6 +60,14 @@ class PermanentMailError(Exception):
 
 class ServerUnavailable(Exception):
     """No mail can go now: no connection, the login refused, or the server is shutting down."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+# A connection that waited this long for the throttle may have been dropped by the server.
+IDLE_RECONNECT_SECONDS = 30
 
 
 class MailConnection(Protocol):
@@ -142,12 +151,20 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                 continue
             rest = [i for i, _ in mails[position + 1:]]
             try:
+                asked = time.monotonic()
+                service.throttle.acquire()
+                if connection is not None and time.monotonic() - asked > IDLE_RECONNECT_SECONDS:
+                    _close(connection_cm)
+                    connection_cm = connection = None
                 if connection is None:
                     connection_cm = service.transport.connect()
                     connection = connection_cm.__enter__()
-                service.throttle.acquire()
                 refused = connection.send(mail)
             except ServerUnavailable as exc:
+                if exc.code in TOO_FAST:
+                    service.throttle.slow_down()
+                if connection_cm is not None:
+                    _close(connection_cm)
                 connection_cm = connection = None
                 _release(service, token, [notification_id, *rest], str(exc), report)
                 break
@@ -324,8 +341,10 @@ def _record_sent(service: MailService, token: str, notification_id: int, mail: O
                 "cycle_id": row.cycle_id, "submission_id": row.submission_id,
                 "kind": EventKind.NOTIFICATION_SENT, "at": wall, "actor": "worker",
                 "payload": payload})
-            if refused:
-                _mark_bouncing(uow, mail, refused, wall, row.cycle_id, row.submission_id)
+            if refused:  # kept on the row; only a refusal for good (5xx) is a bounce
+                _mark_bouncing(uow, mail, {address: reply for address, reply in refused.items()
+                                           if reply.startswith("5")},
+                               wall, row.cycle_id, row.submission_id)
             report.sent.append(notification_id)
         owned = set(connection.scalars(RENEW_CLAIM, {"rest": rest, "token": token, "wall": wall})
                     ) if rest else set()
@@ -338,7 +357,7 @@ def _record_sent(service: MailService, token: str, notification_id: int, mail: O
 def _mark_bouncing(uow: UnitOfWork, mail: OutgoingMail, refused: dict[str, str], wall: datetime,
                    cycle_id: int, submission_id: int | None):
     """A refused address is a bounce: the contact is marked and the ladder writes to the next."""
-    if mail.partner_id is None:
+    if mail.partner_id is None or not refused:
         return
     contacts = uow.session.scalars(select(Contact).where(
         Contact.partner_id == mail.partner_id, Contact.email.in_(list(refused)),

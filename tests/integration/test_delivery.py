@@ -405,3 +405,65 @@ def test_a_connection_dropped_after_the_final_dot_is_retried_with_the_same_messa
     assert row.status == "sent" and row.attempts == 1
     # The server may hold two copies; both carry the one Message-ID, so clients show one.
     assert list(message_ids(handler).values()) == [2]
+
+
+def test_a_recipient_refused_only_for_now_is_kept_on_the_row_but_does_not_bounce(stack, smtp):
+    services = stack()
+    _, handler = smtp
+    seed_programme(services, partners=1, policy=ALL_DAY)
+    handler.refuse_recipients = {"d0@example.org": "452 4.2.2 mailbox full, try later"}
+    with services.database.unit_of_work() as uow:
+        open_cycle(uow, get_programme(uow), 2027, now=berlin(OPENS, 7), opens_on=OPENS,
+                   due_on=DUE)
+        uow.commit()
+    with services.database.unit_of_work() as uow:  # the deputy in copy
+        sweep(uow, berlin(date(2027, 5, 20)))
+        uow.commit()
+    with services.database.unit_of_work() as uow:
+        row = uow.session.scalars(select(Notification).where(
+            Notification.rung == "overdue-10")).one()
+        assert row.status == "sent" and "452" in row.refused["d0@example.org"]
+        deputy = uow.session.scalars(select(Contact).where(
+            Contact.email == "d0@example.org")).one()
+        assert deputy.bounced_at is None
+    assert events(services, EventKind.CONTACT_BOUNCED) == []
+
+
+class ClosingAfterTheFirstMail:
+    """Answers 421 to the second mail of a session: the server is shutting down."""
+
+    def __init__(self, handler):
+        self.handler, self.mails = handler, 0
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        self.mails += 1
+        if self.mails == 2:
+            return "421 4.3.2 shutting down"
+        return await self.handler.handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server, session, envelope):
+        return await self.handler.handle_DATA(server, session, envelope)
+
+
+class CountingThrottle:
+    def __init__(self):
+        self.acquired = self.slowed = 0
+
+    def acquire(self):
+        self.acquired += 1
+
+    def slow_down(self):
+        self.slowed += 1
+
+
+def test_a_421_mid_batch_pauses_the_outbox_and_slows_the_throttle(stack, smtp):
+    services = stack()
+    controller, handler = smtp
+    controller.handler = ClosingAfterTheFirstMail(handler)
+    services.mail.throttle = throttle = CountingThrottle()
+    ids = open_and_queue(services, partners=3)
+    report = deliver(services.mail, ids)
+    assert len(report.sent) == 1 and len(report.deferred) == 2
+    assert throttle.slowed == 1 and throttle.acquired == 2
+    assert {n.attempts for n in rows(services, ids).values()} == {0}
+    assert "421" in events(services, EventKind.OUTBOX_PAUSED)[0].payload["reason"]
