@@ -14,16 +14,19 @@ from markupsafe import escape
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder
 
 from infra.settings import Settings
 from reportcycles.bootstrap import build
-from tests.support.strategies import (answer_for, choices_for, environment, huge,
-                                      load_shipped_template, property_settings, text_words,
-                                      tricky_text, uploads)
+from tests.support.strategies import (any_answer, answer_for, choices_for, environment, huge,
+                                      load_shipped_template, mutated, property_settings,
+                                      text_words, tricky_text, uploads)
 from web import create_app
 from workflow.models import Attachment, MemberPart, Partner, Submission
-from workflow.report_form import FIELD_LIMIT, ReportTemplateDef, check
+from workflow.errors import InvalidInput
+from workflow.report_form import (FIELD_LIMIT, ReportTemplateDef, check, display, jumps,
+                                  read_form)
 from workflow.reporting import ALLOWED_UPLOADS
 from workflow.submissions import issue_link_token, load_submission
 
@@ -325,3 +328,27 @@ def test_the_extension_and_intent_forms_answer_any_input_with_a_page_or_a_messag
         assert 'class="error-summary"' in html
         for name in SHOWN_AGAIN[page]:  # what was typed is still in the form
             assert str(escape(fields.get(name, ""))) in html, name
+
+
+@property_settings(100)
+@given(definition=mutated(TEMPLATE),
+       answers=st.dictionaries(st.sampled_from([q["id"] for q in QUESTIONS]), any_answer),
+       last_year=st.dictionaries(st.sampled_from([q["id"] for q in QUESTIONS]), any_answer))
+@example(definition={"year": 2029, "sections": [{"id": "s", "questions": [
+    {"id": "a", "type": "count", "label": {"de": "A"}, "decimals": "z"}]}]},
+    answers={"a": "5"}, last_year={})  # a template taken in that the form cannot check
+def test_a_template_that_loads_can_check_and_show_any_answer(definition, answers, last_year):
+    """`templates load` refuses a template or takes one whose every field the form can check
+    and show, whatever is typed into it: what it takes in is what the partner's page runs on."""
+    try:
+        template = ReportTemplateDef.from_dict(definition)
+    except InvalidInput:
+        return
+    answers = read_form(template, MultiDict(answers))  # as the form keeps them
+    last_year = read_form(template, MultiDict(last_year))
+    for complete in (False, True):
+        assert all(isinstance(m, str) and m for m in check(
+            template, answers, complete=complete).values())
+    jumps(template, answers, last_year)
+    for question in template.questions:
+        display(question, answers.get(question.id), "de")
