@@ -41,6 +41,7 @@ test: system-deps $(STAMP)
 
 bench: system-deps $(STAMP)
 	BENCH_COMMAND="make bench" $(BIN)/python bench/run.py
+	$(BIN)/python bench/throttle.py
 
 clean:
 	rm -rf $(VENV) instance *.egg-info
