@@ -113,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--due", type=_parse_date, help="another date than the one asked for")
     decide.add_argument("--comment", default="")
 
+    users = sub.add_parser("users", help="coordinators' accounts (sign-in)").add_subparsers(
+        dest="users_command", required=True)
+    create = users.add_parser("create", help="create an account; prints a one-time link to set "
+                              "its password (no password on the command line)")
+    create.add_argument("email")
+    create.add_argument("--role", required=True, choices=("admin", "coordinator", "viewer"))
+    create.add_argument("--name", default="")
+    create.add_argument("--language", choices=("de", "en"), default="de",
+                        help="language of the account's mails")
+    users.add_parser("list", help="every account with its role")
+    user_link = users.add_parser("link", help="a new one-time link to set the password of an "
+                                 "account (invitation lost, password forgotten)")
+    user_link.add_argument("email")
+
     sub.add_parser("relay", help="re-dispatch outbox rows a crash left behind")
     outbox = sub.add_parser("outbox", help="the outbox: what waits, what failed") \
         .add_subparsers(dest="outbox_command", required=True)
@@ -180,6 +194,7 @@ def cmd_demo(args, settings):
     from workflow.partners import DEFAULT_PROGRAMME_SLUG, ensure_programme, import_partners
     from workflow.policy import ReportingPolicy
     from workflow.report_templates import load_template_file
+    from workflow.users import ensure_demo_account
 
     upgrade(settings.database_url)
     services = _services(settings, "none")
@@ -194,6 +209,8 @@ def cmd_demo(args, settings):
                                      coordinator_emails=settings.coordinator_emails)
         result = import_partners(uow, programme, DEMO_CSV.read_text(encoding="utf-8"))
         load_template_file(uow, programme, DEMO_TEMPLATE)
+        account, account_created = ensure_demo_account(uow, settings.coordinator_emails[0],
+                                                       now=now)
         cycle = uow.session.scalars(select(Cycle).where(Cycle.programme_id == programme.id,
                                                         Cycle.year == args.year)).first()
         opened = cycle is None
@@ -216,6 +233,9 @@ def cmd_demo(args, settings):
     else:
         print(f"Zyklus {cycle.year} besteht schon (Frist {cycle.due_on:%d.%m.%Y}) und bleibt, "
               "wie er ist: Entwürfe, Einreichungen und Mails sind noch da.")
+    if account_created:
+        print(f"Koordinationskonto {account.email} (admin) angelegt; `reportcycles run` zeigt "
+              "einen Einmal-Link zum Anmelden.")
 
 
 def cmd_partners(args, settings):
@@ -501,6 +521,42 @@ def _iso(value):
     return value.isoformat() if value else None
 
 
+def cmd_users(args, settings):
+    from workflow.models import LinkPurpose, utcnow
+    from workflow.users import create_account, find_account, issue_link, list_accounts
+    services = _services(settings, "none")
+    with services.database.unit_of_work() as uow:
+        if args.users_command == "list":
+            accounts = list_accounts(uow)
+            for account in accounts:
+                access = "Passwort gesetzt" if account.has_password else "Einladung offen"
+                print(f"{account.email:<40} {account.role.value:<12} {access:<17} "
+                      f"{account.name}")
+            if not accounts:
+                print("Noch kein Konto. `reportcycles users create EMAIL --role admin` legt das "
+                      "erste an.")
+            return
+        if args.users_command == "create":
+            account = create_account(uow, args.email, args.role, name=args.name,
+                                     language=args.language, now=utcnow(), actor="cli")
+        else:
+            account = find_account(uow, args.email)
+            if account is None:
+                raise InvalidInput(f"Kein Konto für {args.email}. "
+                                   "`reportcycles users list` zeigt alle.")
+        link = issue_link(uow, account.id,
+                          LinkPurpose.RESET if account.has_password else LinkPurpose.INVITE,
+                          now=utcnow(), actor="cli")
+        uow.commit()
+    if args.users_command == "create":
+        print(f"Konto {account.email} ({account.role.value}) angelegt.")
+    until = link.expires_at.astimezone(ZoneInfo(settings.timezone))
+    print(f"Einmal-Link zum Festlegen des Passworts, gültig bis {until:%d.%m.%Y %H:%M} "
+          f"({settings.timezone}):\n  {settings.base_url}{link.path}\n"
+          "Geben Sie ihn nur der Person selbst; `reportcycles users link EMAIL` erzeugt einen "
+          "neuen.")
+
+
 def cmd_relay(args, settings):
     from tasks.scheduler import relay_outbox
     ids = relay_outbox(_services(settings))
@@ -604,7 +660,7 @@ COMMANDS = {
     "init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
     "sweep": cmd_sweep, "preview": cmd_preview, "programme": cmd_programme, "policy": cmd_policy,
     "templates": cmd_templates, "reports": cmd_reports, "extensions": cmd_extensions,
-    "relay": cmd_relay, "outbox": cmd_outbox, "bounces": cmd_bounces, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
+    "users": cmd_users, "relay": cmd_relay, "outbox": cmd_outbox, "bounces": cmd_bounces, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
     "serve": cmd_serve, "run": cmd_run}
 
 if __name__ == "__main__":

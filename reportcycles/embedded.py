@@ -26,6 +26,26 @@ def start_worker_thread(celery_app):
     return worker
 
 
+def demo_sign_in(services, url: str) -> str:
+    """The demo coordinator (an admin, created when there is no account yet) and a fresh
+    one-time link that signs them in: a newcomer reaches the dashboard in one step."""
+    from workflow.models import LinkPurpose, utcnow
+    from workflow.users import LINK_LIFETIME, ensure_demo_account, issue_link
+    with services.database.unit_of_work() as uow:
+        account, created = ensure_demo_account(
+            uow, services.settings.coordinator_emails[0], now=utcnow())
+        link = account and issue_link(uow, account.id, LinkPurpose.SIGN_IN, now=utcnow(),
+                                      actor="run")
+        uow.commit()
+    if link is None:
+        return (f"  Anmelden:               {url}/login\n"
+                "  (neuer Link zum Passwort: reportcycles users link EMAIL)")
+    note = " (neu angelegt)" if created else ""
+    hours = int(LINK_LIFETIME[LinkPurpose.SIGN_IN].total_seconds() // 3600)
+    return (f"  Anmelden als {account.email}{note}, Einmal-Link ({hours} Stunden):\n"
+            f"    {url}{link.path}")
+
+
 def run_embedded(settings: Settings, host: str = "127.0.0.1", port: int = 8000):
     if not settings.embedded:
         raise SystemExit("`reportcycles run` is the embedded mode: unset CELERY_BROKER_URL "
@@ -50,6 +70,7 @@ def run_embedded(settings: Settings, host: str = "127.0.0.1", port: int = 8000):
           f"  Zyklen und Zählungen:   {url}/\n"
           f"  Versendete Mails:       {mails}\n"
           f"  Datenbank:              {settings.database_url}\n"
+          f"{demo_sign_in(services, url)}\n"
           f"Beenden mit Strg+C.\n", flush=True)
     try:
         server.serve_forever()

@@ -29,7 +29,7 @@ def select_locale():
 
 def create_app(settings: Settings, services: Services, *, show_mailbox: bool = False) -> Flask:
     """The web app. ``show_mailbox``: the embedded demo's /mailbox page of the local Maildir."""
-    from web import mailbox, partner, public
+    from web import auth, mailbox, partner, public
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=12 * 1024 * 1024,
@@ -44,6 +44,7 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
                                 x_proto=settings.trusted_proxies)
     csrf.init_app(app)
+    auth.init_app(app)  # sign-in required everywhere but the partner's link pages
     babel.init_app(app, locale_selector=select_locale, default_locale="de",
                    default_translation_directories=str(Path(__file__).parent / "translations"))
 

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app, render_template
 
 from infra.mail import open_maildir
 from web import services_of
+from web.auth import login_required
 
 bp = Blueprint("mailbox", __name__, url_prefix="/mailbox")
 
@@ -21,6 +22,7 @@ def _parse(raw_file):
 
 
 @bp.get("/")
+@login_required
 def index():
     box = _box()
     mails = []
@@ -35,6 +37,7 @@ def index():
 
 
 @bp.get("/<key>")
+@login_required
 def show(key):
     box = _box()
     if key not in box:

@@ -1,10 +1,11 @@
-"""Public pages: health check and the cycle overview."""
+"""The health check (public) and the cycle overview (signed in)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 from sqlalchemy import select, text
 
 from web import services_of
+from web.auth import login_required
 from workflow.cycles import cycle_status
 from workflow.models import Cycle, Programme
 
@@ -20,6 +21,7 @@ def healthz():
 
 
 @bp.get("/")
+@login_required
 def index():
     services = services_of(current_app)
     with services.database.unit_of_work() as uow:

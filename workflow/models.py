@@ -335,3 +335,52 @@ class AccessToken(Base):
     notification_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"))
     # Set for a member's link: it opens that member's part only.
     member_part_id: Mapped[int | None] = mapped_column(ForeignKey("member_part.id"))
+
+
+class Role(StrEnum):
+    """What a signed-in person may do: admins also manage accounts; viewers only look."""
+
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    VIEWER = "viewer"
+
+
+class LinkPurpose(StrEnum):
+    INVITE = "invite"  # set the first password (mailed, or printed by `users create`)
+    RESET = "reset"  # set a new password (mailed on "forgot password")
+    SIGN_IN = "sign_in"  # sign in at once; printed on the console by `reportcycles run` only
+
+
+class UserAccount(Base):
+    """A coordinator's account. No password hash until the person sets one through a link."""
+
+    __tablename__ = "user_account"
+    __table_args__ = (CheckConstraint("language IN ('de', 'en')", name="account_language_known"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[Role] = mapped_column(by_value(Role, "account_role"))
+    language: Mapped[str] = mapped_column(String(8), default="de")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Raised with each new password: sessions signed in before it end.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="system")
+    password_set_at: Mapped[datetime | None] = mapped_column()
+    last_sign_in_at: Mapped[datetime | None] = mapped_column()
+
+
+class AccountLink(Base):
+    """A single-use, short-lived link for an account: only the SHA-256 of its token is stored."""
+
+    __tablename__ = "account_link"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    purpose: Mapped[LinkPurpose] = mapped_column(by_value(LinkPurpose, "link_purpose"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="system")
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    account: Mapped[UserAccount] = relationship()

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.servers import ROOT, free_port, wait_for_port
+from tests.support.sign_in import console_sign_in_link, signed_in_opener
 
 
 CLI = [sys.executable, "-m", "reportcycles.cli"]
@@ -55,35 +56,47 @@ def test_make_run_again_and_again_serves_the_same_demo(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with make_run(tmp_path, port) as first:
-        wait_for_mail_count(base, 29)
+        get = console_get(tmp_path, base, earlier_runs=0)
+        wait_for_mail_count(get, 29)
         assert "Zyklus 2027 geöffnet" in first
-        mails = mailbox_rows(base)
+        assert "Koordinationskonto koordination@example.org (admin) angelegt" in first
+        mails = mailbox_rows(get)
     with make_run(tmp_path, port) as second:
         assert "Demo-Daten früherer Läufe bleiben erhalten" in second
         assert "0 Partner angelegt" in second and "Zyklus 2027 besteht schon" in second
+        assert "Koordinationskonto" not in second  # the same account, a fresh link
+        get = console_get(tmp_path, base, earlier_runs=1)
         time.sleep(3)  # a sweep has run: nothing is sent twice
-        assert mailbox_rows(base) == mails
+        assert mailbox_rows(get) == mails
     with make_run(tmp_path, port):
         assert urllib.request.urlopen(base + "/healthz").status == 200
 
 
-def mailbox_rows(base) -> int:
-    return urllib.request.urlopen(f"{base}/mailbox/").read().decode().count("<tr><td>")
+def console_get(tmp_path, base, earlier_runs=0):
+    """GET a page signed in with the one-time link this run printed on its console."""
+    opener = signed_in_opener(console_sign_in_link(tmp_path / "run.log", skip=earlier_runs))
+    return lambda path: opener.open(base + path).read().decode()
 
 
-def wait_for_mail_count(base, minimum, timeout=60):
+def mailbox_rows(get) -> int:
+    return get("/mailbox/").count("<tr><td>")
+
+
+def wait_for_mail_count(get, minimum, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        html = urllib.request.urlopen(f"{base}/mailbox/").read().decode()
+        html = get("/mailbox/")
         if html.count("<tr><td>") >= minimum:
             return
         time.sleep(0.5)
     raise AssertionError(f"fewer than {minimum} mails in the local mailbox after {timeout}s")
 
 
-def test_make_run_mode_delivers_invitations_to_the_local_mailbox(embedded_app, page):
+def test_make_run_mode_delivers_invitations_to_the_local_mailbox(embedded_app, page, tmp_path):
     base = embedded_app
-    wait_for_mail_count(base, 29)  # the in-process worker delivered every invitation
+    page.goto(console_sign_in_link(tmp_path / "run.log"))  # lands on / signed in
+    # the in-process worker delivered every invitation
+    wait_for_mail_count(lambda path: page.request.get(base + path).text(), 29)
 
     page.goto(base + "/")
     expect(page.get_by_role("heading", name="Berichtsjahr 2027")).to_be_visible()

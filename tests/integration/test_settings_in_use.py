@@ -12,6 +12,7 @@ from infra.settings import Settings
 from reportcycles.bootstrap import build
 from tests.integration.conftest import make_settings, partner_csv
 from tests.support.servers import ROOT
+from tests.support.sign_in import make_account, sign_in
 from web import create_app
 
 
@@ -41,7 +42,10 @@ def test_the_embedded_demo_shows_its_maildir(monkeypatch, tmp_path, database_url
     services = build(settings, "none")
     try:
         app = create_app(settings=settings, services=services, show_mailbox=True)
-        assert app.test_client().get("/mailbox/").status_code == 200
+        client = app.test_client()
+        make_account(services, "koordination@example.org")
+        sign_in(client, "koordination@example.org")
+        assert client.get("/mailbox/").status_code == 200
     finally:
         services.database.dispose()
 
@@ -118,7 +122,11 @@ def test_session_cookies_are_secure_when_the_site_is_served_over_https(
     services = build(settings, "none")
     try:
         client = create_app(settings=settings, services=services).test_client()
-        page = client.get("/")  # the overview's language switch carries a CSRF token
+        page = client.get("/login")  # the sign-in form carries a CSRF token
         assert "Secure" in page.headers["Set-Cookie"] and "HttpOnly" in page.headers["Set-Cookie"]
+        make_account(services, "koordination@example.org")
+        signed_in = sign_in(client, "koordination@example.org")
+        cookies = signed_in.headers.getlist("Set-Cookie")
+        assert cookies and all("Secure" in c and "HttpOnly" in c for c in cookies)
     finally:
         services.database.dispose()

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from tests.integration.conftest import seed_programme
 from tests.integration.test_cycle_engine import open_2027, submission_ids
+from tests.support.sign_in import make_account, sign_in
 from web import create_app
 from workflow.models import AccessToken
 from workflow.submissions import issue_link_token, load_submission
@@ -31,6 +32,9 @@ def test_health_and_overview_show_the_cycle(client, services):
     seed_programme(services, partners=3)
     open_2027(services)
     assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/").headers["Location"] == "/login"  # the overview is for coordinators
+    make_account(services, "koordination@example.org")
+    sign_in(client, "koordination@example.org")
     page = client.get("/").get_data(as_text=True)
     assert "Berichtsjahr 2027" in page and "eingeladen" in page
 
