@@ -21,11 +21,40 @@ DEMO_CSV = DATA / "demo_partners.csv"
 DEMO_TEMPLATE = DATA / "report_templates" / "nrw-vielfalt-2027.json"
 
 
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # the reporting years this service plans for
+MAX_ID = 2**31 - 1  # the database's integer ids
+
+
 def _parse_date(value: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{value}' ist kein Datum (JJJJ-MM-TT)") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise argparse.ArgumentTypeError(f"'{value}' liegt nicht zwischen {FIRST_YEAR} und "
+                                         f"{LAST_YEAR}")
+    return day
+
+
+def _year(value: str) -> int:
+    try:
+        year = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' ist keine Jahreszahl") from None
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise argparse.ArgumentTypeError(f"{year} liegt nicht zwischen {FIRST_YEAR} und "
+                                         f"{LAST_YEAR}")
+    return year
+
+
+def _id(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' ist keine Nummer") from None
+    if not 1 <= number <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"{value} ist keine gültige Nummer")
+    return number
 
 
 def _parse_instant(value: str, zone: ZoneInfo) -> datetime:
@@ -37,6 +66,8 @@ def _parse_instant(value: str, zone: ZoneInfo) -> datetime:
     except ValueError:
         raise InvalidInput(f"'{value}' ist kein Zeitpunkt nach ISO 8601 "
                            "(z. B. 2027-03-01T09:00 oder 2027-03-01T08:30+01:00).") from None
+    if not FIRST_YEAR <= instant.year <= LAST_YEAR:
+        raise InvalidInput(f"'{value}' liegt nicht zwischen {FIRST_YEAR} und {LAST_YEAR}.")
     return instant if instant.tzinfo else instant.replace(tzinfo=zone)
 
 
@@ -46,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create or migrate the database")
     demo = sub.add_parser("demo", help="load the demo partners and open the demo cycle")
-    demo.add_argument("--year", type=int, default=2027)
+    demo.add_argument("--year", type=_year, default=2027)
     demo.add_argument("--due", type=_parse_date)
 
     partners = sub.add_parser("partners", help="manage partners").add_subparsers(
@@ -57,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     cycles = sub.add_parser("cycles", help="open cycles and look at them").add_subparsers(
         dest="cycles_command", required=True)
     open_ = cycles.add_parser("open", help="open the cycle of a year")
-    open_.add_argument("--year", type=int, required=True)
+    open_.add_argument("--year", type=_year, required=True)
     open_.add_argument("--opens", type=_parse_date)
     open_.add_argument("--due", type=_parse_date)
     status = cycles.add_parser("status", help="counts per state of a cycle")
-    status.add_argument("year", type=int)
+    status.add_argument("year", type=_year)
     status.add_argument("--json", action="store_true")
 
     sweep = sub.add_parser("sweep", help="send what is due at an instant (default: now)")
@@ -70,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--json", action="store_true")
 
     preview = sub.add_parser("preview", help="every planned mail per partner, with dates")
-    preview.add_argument("--year", type=int, required=True)
+    preview.add_argument("--year", type=_year, required=True)
     preview.add_argument("--partner")
 
     programme = sub.add_parser("programme", help="the programme and its coordinators") \
@@ -94,19 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     reports = sub.add_parser("reports", help="coordinators' decisions on reports").add_subparsers(
         dest="reports_command", required=True)
     ret = reports.add_parser("return", help="return a report for revision, with comments")
-    ret.add_argument("--year", type=int, required=True)
+    ret.add_argument("--year", type=_year, required=True)
     ret.add_argument("--partner", required=True)
     ret.add_argument("--comment", default="", help="a general comment")
     ret.add_argument("--field", action="append", default=[], metavar="QUESTION=COMMENT")
     acc = reports.add_parser("accept", help="accept a submitted report")
-    acc.add_argument("--year", type=int, required=True)
+    acc.add_argument("--year", type=_year, required=True)
     acc.add_argument("--partner", required=True)
 
     extensions = sub.add_parser("extensions", help="extension requests").add_subparsers(
         dest="extensions_command", required=True)
     extensions.add_parser("list", help="pending requests")
     decide = extensions.add_parser("decide", help="grant or refuse a request")
-    decide.add_argument("request_id", type=int)
+    decide.add_argument("request_id", type=_id)
     choice = decide.add_mutually_exclusive_group(required=True)
     choice.add_argument("--grant", action="store_true")
     choice.add_argument("--refuse", action="store_true")
@@ -133,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_status = outbox.add_parser("status", help="mails by status, a pause, failed mails")
     outbox_status.add_argument("--json", action="store_true")
     retry = outbox.add_parser("retry", help="put failed mails back in the outbox")
-    retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="only these (default: all)")
-    retry.add_argument("--year", type=int, help="only this year's cycle")
+    retry.add_argument("ids", type=_id, nargs="*", metavar="ID", help="only these (default: all)")
+    retry.add_argument("--year", type=_year, help="only this year's cycle")
     bounces = sub.add_parser("bounces", help="bounces that came back by mail") \
         .add_subparsers(dest="bounces_command", required=True)
     bounces.add_parser("fetch", help="read new bounces from BOUNCE_MAILDIR and mark the "
@@ -154,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    for argument in argv:
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            print("Fehler: ein Argument ist kein gültiger Text (UTF-8).", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     configure_logging(logging.INFO if args.verbose or args.command in
                       ("worker", "scheduler", "serve", "run") else logging.WARNING)
@@ -393,8 +431,11 @@ def cmd_policy(args, settings):
             data = json.loads(raw) if args.file.suffix == ".json" else tomllib.loads(raw)
         except FileNotFoundError:
             raise InvalidInput(f"Datei nicht gefunden: {args.file}") from None
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{args.file} ist kein gültiges TOML/JSON: {exc}") from None
+        except OSError as exc:
+            raise InvalidInput(f"{args.file} lässt sich nicht lesen: {exc.strerror or exc}") \
+                from None
         set_policy(uow, programme, data)
         uow.commit()
     print(f"Berichtsregel von {programme.name} gesetzt; gilt für Zyklen, die ab jetzt öffnen.")

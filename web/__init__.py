@@ -1,6 +1,7 @@
 """Flask app factory: one blueprint per audience; views parse, call a use case, redirect."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flask import Flask, g, redirect, render_template, request, session
@@ -17,6 +18,14 @@ from workflow.errors import DomainError
 csrf = CSRFProtect()
 babel = Babel()
 LANGUAGES = ("de", "en")
+
+
+LOCAL_PATH = re.compile(r"/(?![/\\])[\x21-\x7e]*")  # this site only: no scheme, host or spaces
+
+
+def local_path(target: str | None) -> str:
+    """Where to go back to after a form: a path of this site, else the start page."""
+    return target if target and LOCAL_PATH.fullmatch(target) else "/"
 
 
 def select_locale():
@@ -53,9 +62,7 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
         language = request.form.get("lang")
         if language in LANGUAGES:
             session["lang"] = language
-        target = request.form.get("next") or "/"
-        return redirect(target if target.startswith("/") and not target.startswith("//") else "/",
-                        303)
+        return redirect(local_path(request.form.get("next")), 303)
     from flask_babel import get_locale
 
     from infra.mail import format_date

@@ -139,7 +139,8 @@ def save(token):
         template = template_of(uow, submission)
         part = g.part
         answers = read_form(template, request.form, (part or submission).answers)
-        errors = _store_uploads(uow, submission, template, answers, services)
+        upload_errors = _store_uploads(uow, submission, template, answers, services)
+        errors = dict(upload_errors)
         try:
             expected = int(request.form.get("version", "-1"))
         except ValueError:
@@ -170,8 +171,9 @@ def save(token):
             return redirect(url_for(".show", token=token), 303)
         if action == "complete":
             errors = errors or check(template, answers, complete=True, language=language())
-        if action == "review":
-            errors = check(template, answers, complete=True, language=language())
+        if action == "review":  # a refused upload is reported, not lost behind the review
+            errors = {**check(template, answers, complete=True, language=language()),
+                      **upload_errors}
             if not errors:
                 return redirect(url_for(".review", token=token), 303)
         if errors:

@@ -25,6 +25,10 @@ EMAIL = re.compile(r"^[^@\s<>,;\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:
 KINDS = {**{k.value: k for k in PartnerKind},
          **{label.casefold(): kind for kind, label in PARTNER_KIND_LABELS.items()}}
 MAX_NAME = 300
+MAX_EMPLOYEES = 10_000_000
+FIELD_LIMITS = {"contact_name": 300, "head_name": 300, "contact_email": 320, "deputy_email": 320,
+                "head_email": 320, "group": MAX_NAME}  # the columns' sizes
+NUL = "\x00"  # no database stores it in text
 DELIMITERS = (",", ";", "\t")
 ABORTED = "Import abgebrochen, nichts wurde gespeichert:"
 CP1252_NOTE = "Datei war nicht UTF-8; als Windows-1252 gelesen."
@@ -119,10 +123,14 @@ def parse_partner_csv(text: str) -> list[PartnerRow]:
     """Validate every line; raise InvalidInput listing each bad line by its number."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    header_line = text.split("\n", 1)[0]
+    header_line = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]  # Excel for Mac ends lines in CR
     reader = csv.reader(io.StringIO(text, newline=""), csv.excel,
                         delimiter=guess_delimiter(header_line))
-    header = [h.strip().lower() for h in next(reader, [])]
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise InvalidInput(f"Die Kopfzeile der CSV-Datei ist nicht lesbar ({exc}); "
+                           "nichts wurde gespeichert.") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InvalidInput(f"Der CSV-Datei fehlen Spalten: {', '.join(missing)} "
@@ -145,6 +153,11 @@ def parse_partner_csv(text: str) -> list[PartnerRow]:
         if not any(values.values()):
             continue
         errors = []
+        if any(NUL in v for v in values.values()):
+            errors.append("ein Feld enthält ein NUL-Zeichen")
+        for column, limit in FIELD_LIMITS.items():
+            if len(values.get(column, "")) > limit:
+                errors.append(f"{column} länger als {limit} Zeichen")
         name = values.get("name", "")
         if not name:
             errors.append("Name fehlt")
@@ -173,7 +186,7 @@ def parse_partner_csv(text: str) -> list[PartnerRow]:
         if values.get("employees"):
             try:
                 employees = int(values["employees"].replace(".", "").replace("_", ""))
-                if employees < 0:
+                if not 0 <= employees <= MAX_EMPLOYEES:
                     raise ValueError
             except ValueError:
                 errors.append(f"employees: '{values['employees']}' ist keine Anzahl")

@@ -78,6 +78,8 @@ class ReportingPolicy:
     @classmethod
     def from_dict(cls, data: dict | None) -> "ReportingPolicy":
         """Build a policy from a mapping (JSON column or TOML file); unknown keys are an error."""
+        if not isinstance(data, dict | None):
+            raise InvalidInput("Die Berichtsregel muss eine Tabelle von Einstellungen sein.")
         data = dict(data or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
@@ -85,6 +87,8 @@ class ReportingPolicy:
             raise InvalidInput(f"Unbekannte Einstellungen in der Berichtsregel: {', '.join(unknown)}")
         try:
             for key in ("window_start", "window_end"):
+                if key in data and not isinstance(data[key], str | time):
+                    raise ValueError(f"{key} braucht eine Uhrzeit wie \"08:00\"")
                 if key in data and isinstance(data[key], str):
                     data[key] = time.fromisoformat(data[key])
             if "reminders_before" in data:
@@ -99,7 +103,7 @@ class ReportingPolicy:
             ZoneInfo(policy.timezone)
             month_day(policy.cycle_opens, 2000)
             month_day(policy.cycle_due, 2000)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"Ungültige Berichtsregel: {exc}") from None
         if policy.min_gap_working_days < 0:
             raise InvalidInput("Ungültige Berichtsregel: min_gap_working_days darf nicht negativ sein.")

@@ -135,6 +135,15 @@ class ReportTemplateDef:
     @classmethod
     def from_dict(cls, data: dict) -> "ReportTemplateDef":
         """Build and check a template; any problem is an InvalidInput naming where it is."""
+        try:
+            return cls._from_dict(data)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            # A value of the wrong kind where the checks below expect another: say so plainly.
+            raise InvalidInput("Die Berichtsvorlage ist fehlerhaft:",
+                               [f"ein Wert hat die falsche Art ({exc})"]) from None
+
+    @classmethod
+    def _from_dict(cls, data: dict) -> "ReportTemplateDef":
         problems: list[str] = []
         allowed_top = {"programme", "year", "version", "title", "intro", "sections", "rules"}
         if not isinstance(data, dict):
@@ -158,6 +167,10 @@ class ReportTemplateDef:
                     continue
                 if raw["id"] in by_id:
                     problems.append(f"{where}: id doppelt")
+                    continue
+                wrong = _wrongly_typed(raw)
+                if wrong:
+                    problems.append(f"{where}: falsche Art für {', '.join(wrong)}")
                     continue
                 if raw["type"] in ("single_choice", "multiple_choice") and not raw.get("options"):
                     problems.append(f"{where}: Auswahlfragen brauchen options")
@@ -184,6 +197,30 @@ class ReportTemplateDef:
         return cls(str(data.get("programme", "")), int(data.get("year", 0)),
                    int(data.get("version", 1)), data.get("title", {}), tuple(sections),
                    tuple(rules), data.get("intro"), by_id)
+
+
+_NUMBERS = ("min", "max", "max_change")
+_COUNTS = ("decimals", "max_length", "max_bytes")
+_FLAGS = ("required", "compare_last_year")
+
+
+def _wrongly_typed(raw: dict) -> list[str]:
+    """The question's options whose values are of the wrong kind (a text where a number goes)."""
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    wrong = [k for k in _NUMBERS if raw.get(k) is not None and not number(raw[k])]
+    wrong += [k for k in _COUNTS if raw.get(k) is not None
+              and not (isinstance(raw[k], int) and not isinstance(raw[k], bool) and raw[k] >= 0)]
+    wrong += [k for k in _FLAGS if k in raw and not isinstance(raw[k], bool)]
+    wrong += [k for k in ("label", "help") if raw.get(k) is not None and not (
+        isinstance(raw[k], dict) and all(isinstance(v, str) for v in raw[k].values()))]
+    wrong += [k for k in ("options", "accept") if raw.get(k) is not None
+              and not isinstance(raw[k], (list, tuple))]
+    if isinstance(raw.get("options"), (list, tuple)) and not all(
+            isinstance(o, dict) and isinstance(o.get("value"), str) for o in raw["options"]):
+        wrong.append("options")
+    return wrong
 
 
 # Reading and checking answers ---------------------------------------------------------------------

@@ -37,8 +37,10 @@ def load_template_file(uow: UnitOfWork, programme: Programme, path: Path) -> Rep
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidInput(f"Datei nicht gefunden: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{path} ist kein gültiges JSON: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path} ist kein gültiges JSON in UTF-8: {exc}") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path} lässt sich nicht lesen: {exc.strerror or exc}") from None
     return load_template(uow, programme, data)
 
 
