@@ -533,7 +533,7 @@ def report(fan: tuple, ledger: tuple, sweeping: tuple) -> tuple[str, list[str]]:
          f"{sweep_ms:,.0f} ms", f"`SELECT count(*)` over them: {median(counts) * 1000:,.1f} ms",
          f"{p3:.1f}×", "≤ 5× and < 1 s", verdict(p3 <= 5 and sweep_ms < 1000)),
         ("P4", "rate R against a sink answering 452 above R", "—", "—", "—",
-         "≥ 0.95 R, 0 failed", "not yet measured: throttling not built"),
+         "≥ 0.95 R, 0 failed", "measured by bench/throttle.py (make bench runs it next)"),
         ("P7", f"worker RSS (all {CORES + 1} processes) during the {PARTNERS:,} fan-out, peak",
          f"{median([p.peak_rss for p in products]) / MB:,.0f} MB",
          f"idle worker after start: {median([p.idle_rss for p in products]) / MB:,.0f} MB",
