@@ -230,7 +230,7 @@ def cmd_demo(args, settings):
     from workflow.cycles import open_cycle
     from workflow.models import Cycle, Programme, utcnow
     from workflow.partners import DEFAULT_PROGRAMME_SLUG, ensure_programme, import_partners
-    from workflow.policy import ReportingPolicy
+    from workflow.policy import END_OF_DAY, ReportingPolicy
     from workflow.report_templates import load_template_file
     from workflow.users import ensure_demo_account
 
@@ -241,7 +241,7 @@ def cmd_demo(args, settings):
         earlier = uow.session.scalar(select(Programme.id).where(
             Programme.slug == DEFAULT_PROGRAMME_SLUG)) is not None
         # The demo sends at any hour on any day, so that `make run` shows mail at once.
-        policy = ReportingPolicy(window_start=time(0, 0), window_end=time(23, 59),
+        policy = ReportingPolicy(window_start=time(0, 0), window_end=END_OF_DAY,
                                  window_working_days_only=False, auto_open=False)
         programme = ensure_programme(uow, policy=policy,
                                      coordinator_emails=settings.coordinator_emails)

@@ -68,8 +68,8 @@ class ReportingPolicy:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["window_start"] = self.window_start.strftime("%H:%M")
-        data["window_end"] = self.window_end.strftime("%H:%M")
+        data["window_start"] = _clock(self.window_start)
+        data["window_end"] = _clock(self.window_end)
         data["reminders_before"] = list(self.reminders_before)
         data["overdue_steps"] = [
             {**asdict(step), "audience": step.audience.value} for step in self.overdue_steps]
@@ -90,7 +90,8 @@ class ReportingPolicy:
                 if key in data and not isinstance(data[key], str | time):
                     raise ValueError(f"{key} braucht eine Uhrzeit wie \"08:00\"")
                 if key in data and isinstance(data[key], str):
-                    data[key] = time.fromisoformat(data[key])
+                    data[key] = (END_OF_DAY if data[key] == "24:00"
+                                 else time.fromisoformat(data[key]))
             if "reminders_before" in data:
                 data["reminders_before"] = tuple(sorted({int(n) for n in data["reminders_before"]},
                                                         reverse=True))
@@ -113,6 +114,13 @@ class ReportingPolicy:
 
     def with_changes(self, **changes) -> "ReportingPolicy":
         return replace(self, **changes)
+
+
+END_OF_DAY = time.max  # a window that lasts until midnight; written "24:00"
+
+
+def _clock(value: time) -> str:
+    return "24:00" if value == END_OF_DAY else value.strftime("%H:%M")
 
 
 def month_day(value: str, year: int) -> date:

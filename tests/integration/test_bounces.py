@@ -32,11 +32,11 @@ from workflow.delivery import deliver
 from workflow.events import EventKind
 from workflow.models import Contact, Event, Notification, utcnow
 from workflow.partners import ensure_programme, import_partners
-from workflow.policy import ReportingPolicy
+from workflow.policy import END_OF_DAY, ReportingPolicy
 from workflow.sweep import sweep
 
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
-ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=clock_time(23, 59),
+ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=END_OF_DAY,
                           window_working_days_only=False)
 BOUNCE_ADDRESS = "bounces@berichte.example.org"
 

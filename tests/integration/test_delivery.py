@@ -24,12 +24,12 @@ from workflow.delivery import deliver, retry_failed
 from workflow.events import EventKind
 from workflow.models import Contact, Event, MemberPart, Notification, Outbox, utcnow
 from workflow.partners import ensure_programme, import_partners
-from workflow.policy import ReportingPolicy
+from workflow.policy import END_OF_DAY, ReportingPolicy
 from workflow.reporting import complete_member_part, declare_intent, save_member_part
 from workflow.sweep import sweep
 
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
-ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=clock_time(23, 59),
+ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=END_OF_DAY,
                           window_working_days_only=False)
 
 

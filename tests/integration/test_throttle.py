@@ -25,11 +25,11 @@ from tests.support.servers import ROOT, RedisServer, free_port
 from workflow.cycles import get_programme, open_cycle
 from workflow.delivery import NoThrottle, deliver
 from workflow.models import Notification, utcnow
-from workflow.policy import ReportingPolicy
+from workflow.policy import END_OF_DAY, ReportingPolicy
 from workflow.sweep import sweep
 
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
-ANY_TIME = ReportingPolicy(window_start=clock_time(0, 0), window_end=clock_time(23, 59),
+ANY_TIME = ReportingPolicy(window_start=clock_time(0, 0), window_end=END_OF_DAY,
                            window_working_days_only=False)
 
 

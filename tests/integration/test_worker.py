@@ -17,7 +17,7 @@ from tests.support.servers import CeleryWorker
 from workflow.cycles import get_programme, open_cycle
 from workflow.events import EventKind
 from workflow.models import Event, Notification
-from workflow.policy import ReportingPolicy
+from workflow.policy import END_OF_DAY, ReportingPolicy
 from workflow.sweep import sweep
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def stack(monkeypatch, tmp_path, postgres_url, smtp, redis_server):
 
 # These tests run in real time: the relay hands mails out again *now*, so the programme sends at
 # any hour (the window itself is tested in test_delivery.py).
-ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=clock_time(23, 59),
+ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=END_OF_DAY,
                           window_working_days_only=False)
 
 

@@ -95,3 +95,15 @@ def test_policy_round_trips_through_a_mapping():
 def test_bad_policy_is_refused_with_a_clear_error(bad):
     with pytest.raises(InvalidInput):
         ReportingPolicy.from_dict(bad)
+
+
+def test_an_all_day_window_includes_the_last_minute_before_midnight():
+    from datetime import UTC, datetime, time
+
+    from workflow.policy import END_OF_DAY, ReportingPolicy, in_send_window
+    policy = ReportingPolicy(window_start=time(0, 0), window_end=END_OF_DAY,
+                             window_working_days_only=False)
+    assert in_send_window(policy, datetime(2026, 11, 25, 22, 59, 30, tzinfo=UTC))  # 23:59:30
+    stored = policy.to_dict()
+    assert stored["window_end"] == "24:00"
+    assert ReportingPolicy.from_dict(stored) == policy
