@@ -118,6 +118,10 @@ class Redis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def flush(self):
+        import redis
+        redis.Redis.from_url(self.url).flushall()
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

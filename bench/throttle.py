@@ -18,14 +18,10 @@ BENCH_SINK_WINDOW (1.0).
 """
 from __future__ import annotations
 
-import glob
 import logging
 import multiprocessing
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +37,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.servers import Postgres, Redis, free_port, wait_for_port  # noqa: E402
 from infra.throttle import MARGIN  # noqa: E402
 
 RATE = float(os.environ.get("BENCH_RATE", "50"))
@@ -57,100 +54,6 @@ TOO_MANY = "452 4.3.1 too many messages"
 
 def log(message: str):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, proc=None, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-# Servers ------------------------------------------------------------------------------------
-
-class Postgres:
-    """A throwaway cluster (initdb in a temp dir), PostgreSQL's default durability."""
-
-    def __init__(self):
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not found:
-            raise RuntimeError("PostgreSQL is not installed: `make test` or `make bench` "
-                               "installs it")
-        self.bindir = Path(found[-1]).parent
-        self.dir = Path(tempfile.mkdtemp(prefix="rc-bench-throttle-pg-"))
-        self.port = free_port()
-        self.as_root = os.geteuid() == 0
-
-    def _run(self, *args):
-        cmd = [str(a) for a in args]
-        if self.as_root:  # PostgreSQL refuses to run as root
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
-
-    def start(self) -> "Postgres":
-        if self.as_root:
-            shutil.chown(self.dir, "postgres", "postgres")
-        data = self.dir / "data"
-        self._run(self.bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--locale=C.UTF-8")
-        self._run(self.bindir / "pg_ctl", "-D", data, "-l", self.dir / "log", "-w", "-t", "60",
-                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
-        return self
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def sql(self, statement: str):
-        import psycopg
-        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(statement)
-
-    def stop(self):
-        try:
-            self._run(self.bindir / "pg_ctl", "-D", self.dir / "data", "-m", "fast", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Redis:
-    def __init__(self):
-        self.port = free_port()
-        self.proc = None
-
-    def start(self) -> "Redis":
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed: `make bench` installs it")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.proc)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def flush(self):
-        import redis
-        redis.Redis.from_url(self.url).flushall()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 class _RateLimited:

@@ -213,18 +213,23 @@ def test_retries_of_a_busy_server_wait_their_backoff_even_when_handed_out_twice(
     assert retried.not_before > utcnow() + timedelta(seconds=50)
 
 
-def test_a_recipient_refused_beside_accepted_ones_is_recorded_and_bounces(stack, smtp):
-    services = stack()
-    _, handler = smtp
+def send_the_reminder_with_the_deputy_in_copy(services):
+    """One partner, overdue by 10 working days: its reporting contact, the deputy in copy."""
     seed_programme(services, partners=1, policy=ALL_DAY)
-    handler.refuse_recipients = {"d0@example.org": "550 5.1.1 no such mailbox"}
     with services.database.unit_of_work() as uow:
         open_cycle(uow, get_programme(uow), 2027, now=berlin(OPENS, 7), opens_on=OPENS,
                    due_on=DUE)
         uow.commit()
-    with services.database.unit_of_work() as uow:  # +10 working days: the deputy in copy
+    with services.database.unit_of_work() as uow:
         sweep(uow, berlin(date(2027, 5, 20)))
         uow.commit()
+
+
+def test_a_recipient_refused_beside_accepted_ones_is_recorded_and_bounces(stack, smtp):
+    services = stack()
+    _, handler = smtp
+    handler.refuse_recipients = {"d0@example.org": "550 5.1.1 no such mailbox"}
+    send_the_reminder_with_the_deputy_in_copy(services)
     [mail] = [m for m in handler.messages if m["message"]["X-Reportcycles-Rung"] == "overdue-10"]
     assert mail["envelope_to"] == ["p0@example.org"]
     with services.database.unit_of_work() as uow:
@@ -410,15 +415,8 @@ def test_a_connection_dropped_after_the_final_dot_is_retried_with_the_same_messa
 def test_a_recipient_refused_only_for_now_is_kept_on_the_row_but_does_not_bounce(stack, smtp):
     services = stack()
     _, handler = smtp
-    seed_programme(services, partners=1, policy=ALL_DAY)
     handler.refuse_recipients = {"d0@example.org": "452 4.2.2 mailbox full, try later"}
-    with services.database.unit_of_work() as uow:
-        open_cycle(uow, get_programme(uow), 2027, now=berlin(OPENS, 7), opens_on=OPENS,
-                   due_on=DUE)
-        uow.commit()
-    with services.database.unit_of_work() as uow:  # the deputy in copy
-        sweep(uow, berlin(date(2027, 5, 20)))
-        uow.commit()
+    send_the_reminder_with_the_deputy_in_copy(services)
     with services.database.unit_of_work() as uow:
         row = uow.session.scalars(select(Notification).where(
             Notification.rung == "overdue-10")).one()
