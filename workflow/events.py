@@ -37,4 +37,8 @@ class EventKind(StrEnum):
     MEMBER_PART_COMPLETED = "member_part_completed"  # a member declared its part finished
     COORDINATORS_CHANGED = "coordinators_changed"  # programme-wide; payload: old, new
     TEMPLATE_CARRIED_FORWARD = "template_carried_forward"  # payload: from_year, version
+    REMINDERS_PAUSED = "reminders_paused"  # a coordinator stopped reminders (submission or cycle)
+    REMINDERS_RESUMED = "reminders_resumed"  # a coordinator let them go again; the ladder catches up
+    LINK_RESENT = "link_resent"  # a coordinator sent a fresh personal link; older links still work
+    CONTACTS_CHANGED = "contacts_changed"  # a coordinator edited a partner's contacts; payload: diff
     MEMBER_PART_REOPENED = "member_part_reopened"  # a finished member part was opened again

@@ -152,6 +152,8 @@ class Cycle(Base):
     due_on: Mapped[date] = mapped_column(Date)
     state: Mapped[CycleState] = mapped_column(by_value(CycleState, "cycle_state"),
                                               default=CycleState.OPEN)
+    # A coordinator stopped every reminder of the cycle (answers and notices still go).
+    reminders_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     programme: Mapped[Programme] = relationship()
 
@@ -175,6 +177,8 @@ class Submission(Base):
     template_id: Mapped[int | None] = mapped_column(ForeignKey("report_template.id"))
     # Reminders wait until this local date ("we will submit by ...").
     paused_until: Mapped[date | None] = mapped_column(Date)
+    # A coordinator stopped this partner's reminders until they resume them.
+    reminders_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     # The coordinators' comments when they return a report: question id (or "_general") -> text.
     review_comments: Mapped[dict | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=0)
@@ -243,6 +247,10 @@ class Notification(Base):
     message_id: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The mail as it left: subject, text part with the personal link blanked out, recipients.
+    sent_subject: Mapped[str | None] = mapped_column(String(300))
+    sent_text: Mapped[str | None] = mapped_column(Text)
+    sent_to: Mapped[list | None] = mapped_column(JSON)
     # Facts the mail needs that are fixed when it is queued (a reason, a proposed date).
     payload: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -304,7 +304,7 @@ def test_every_route_refuses_strangers_and_viewers_who_would_act(app, services):
     # Anything new that is open to everyone must be added here on purpose.
     assert open_to_all - {r for r in open_to_all if r.startswith("partner.")} == PUBLIC
     guarded = [r for r in rules if r.endpoint not in open_to_all]
-    assert {"public.index", "mailbox.index", "mailbox.show", "auth.users",
+    assert {"overview.index", "mailbox.index", "mailbox.show", "auth.users",
             "auth.new_user"} <= {r.endpoint for r in guarded}
 
     stranger = app.test_client()
