@@ -485,7 +485,7 @@ def _submission_of(uow, year, partner_name):
 
 def cmd_reports(args, settings):
     from workflow.models import utcnow
-    from workflow.reporting import accept_report, return_report
+    from workflow.review import accept_report, return_report
     services = _services(settings)
     with services.database.unit_of_work() as uow:
         submission_id = _submission_of(uow, args.year, args.partner)
@@ -507,7 +507,7 @@ def cmd_reports(args, settings):
 
 def cmd_extensions(args, settings):
     from workflow.models import ExtensionRequest, Partner, Submission, utcnow
-    from workflow.reporting import decide_extension
+    from workflow.requests import decide_extension
     services = _services(settings)
     with services.database.unit_of_work() as uow:
         if args.extensions_command == "list":

@@ -13,11 +13,12 @@ from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.models import Attachment, Contact, ContactRole, utcnow
 from workflow.policy import effective_deadline
 from workflow.report_form import changes, check, jumps, read_form, text_in
-from workflow.reporting import (DraftConflict, IncompleteReport, add_attachment,
-                                answers_for_form, attachment_names, complete_member_part,
-                                declare_intent, member_progress, previous_answers,
-                                request_extension, save_draft, save_member_part, start_report,
-                                submit_report, template_of)
+from workflow.member_parts import complete_member_part, member_progress, save_member_part
+from workflow.report_errors import DraftConflict, IncompleteReport
+from workflow.report_templates import template_of
+from workflow.reporting import (add_attachment, answers_for_form, attachment_names,
+                                previous_answers, save_draft, start_report, submit_report)
+from workflow.requests import declare_intent, request_extension
 from workflow.states import awaits_report
 from workflow.submissions import LinkExpired, coordinators_for, resolve_link
 

@@ -136,7 +136,7 @@ def receipt(facts: MailFacts) -> dict:
 
 @composes("returned")
 def returned(facts: MailFacts) -> dict:
-    from workflow.reporting import comment_labels
+    from workflow.review import comment_labels
     return {**_about_the_report(facts), "comments": facts.submission.review_comments or {},
             "comment_labels": comment_labels(facts.uow, facts.submission, facts.language)}
 

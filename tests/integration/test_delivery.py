@@ -22,10 +22,11 @@ from tests.support.servers import free_port, smtp_server
 from workflow.cycles import get_programme, open_cycle
 from workflow.delivery import deliver, retry_failed
 from workflow.events import EventKind
+from workflow.member_parts import complete_member_part, save_member_part
 from workflow.models import Contact, Event, MemberPart, Notification, Outbox, utcnow
 from workflow.partners import ensure_programme, import_partners
 from workflow.policy import END_OF_DAY, ReportingPolicy
-from workflow.reporting import complete_member_part, declare_intent, save_member_part
+from workflow.requests import declare_intent
 from workflow.sweep import sweep
 
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)

@@ -23,8 +23,9 @@ from tests.support.report import VALID_ANSWERS, load_shipped_template
 from workflow.cycles import get_programme, open_cycle
 from workflow.models import Notification, Partner, Submission
 from workflow.partners import ensure_programme, import_partners
-from workflow.reporting import (decide_extension, declare_intent, request_extension,
-                                return_report, save_draft, submit_report)
+from workflow.reporting import save_draft, submit_report
+from workflow.requests import decide_extension, declare_intent, request_extension
+from workflow.review import return_report
 from workflow.sweep import sweep
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"

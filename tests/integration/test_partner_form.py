@@ -256,7 +256,7 @@ def test_last_years_accepted_report_prefills_and_changes_are_shown(services, smt
 
     from tests.integration.conftest import berlin
     from workflow.cycles import open_cycle
-    from workflow.reporting import accept_report
+    from workflow.review import accept_report
     from workflow.states import Action
     from workflow.submissions import apply_action
     seed_programme(services, partners=1)
@@ -321,7 +321,7 @@ def test_a_partner_who_promised_a_date_hears_nothing_until_then(partner):
 
     from tests.integration.conftest import berlin
     from tests.integration.test_cycle_engine import run_sweep
-    from workflow.reporting import declare_intent
+    from workflow.requests import declare_intent
     p = partner
     services, handler = p["services"], p["smtp"]
     run_sweep(services, berlin(date(2027, 2, 1)))

@@ -17,7 +17,8 @@ from workflow.cycles import open_cycle
 from workflow.models import Submission
 from workflow.partners import ensure_programme, import_partners
 from workflow.report_templates import load_template
-from workflow.reporting import request_extension, save_draft, submit_report
+from workflow.reporting import save_draft, submit_report
+from workflow.requests import request_extension
 from workflow.uow import Database
 
 HEADER = ("name,kind,contact_name,contact_email,deputy_email,head_name,head_email,language,"
