@@ -12,7 +12,7 @@ from workflow.cycles import policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.models import Attachment, Contact, ContactRole, utcnow
 from workflow.policy import effective_deadline
-from workflow.report_form import changes, check, jumps, read_form, text_in
+from workflow.report_form import changes, check, jumps, parse_date, read_form, text_in
 from workflow.member_parts import complete_member_part, member_progress, save_member_part
 from workflow.report_errors import DraftConflict, IncompleteReport
 from workflow.report_templates import template_of
@@ -282,8 +282,9 @@ def download(token, attachment_id):
 
 
 def _parse_date(value: str) -> date | None:
+    """A date typed as 31.03.2027 or 2027-03-31 (the page says so), else None."""
     try:
-        return date.fromisoformat((value or "").strip())
+        return parse_date(value or "")
     except ValueError:
         return None
 
