@@ -239,9 +239,11 @@ class Owed:
 
 
 def still_owed(*, needs_open_report: bool, state: SubmissionState | str | None,
-               paused_until: date | None, part_completed: bool, today: date) -> Owed:
+               paused_until: date | None, part_completed: bool, today: date,
+               reminders_paused: bool = False) -> Owed:
     """The one rule, used by the sweep, by settling and at send time: a mail about an owed report
-    goes only while the report is owed, never during a pause the partner asked for, and a group
+    goes only while the report is owed, never during a pause the partner asked for or one a
+    coordinator set (``reminders_paused``: the partner's or the whole cycle's), and a group
     member's invitation not once its part is finished."""
     if not needs_open_report:
         return Owed(Verdict.SEND)
@@ -251,6 +253,8 @@ def still_owed(*, needs_open_report: bool, state: SubmissionState | str | None,
         return Owed(Verdict.CANCEL, "member part finished")
     if paused_until is not None and paused_until >= today:
         return Owed(Verdict.WAIT, f"paused until {paused_until.isoformat()}")
+    if reminders_paused:
+        return Owed(Verdict.WAIT, "reminders paused by a coordinator")
     return Owed(Verdict.SEND)
 
 

@@ -65,7 +65,8 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
                Notification.email, Notification.due_at, Notification.escalation_level,
                Notification.flags_non_reporting, Notification.needs_open_report,
                Notification.cycle_id, Cycle.programme_id, Submission.state,
-               Submission.paused_until, MemberPart.completed_at,
+               Submission.paused_until, Submission.reminders_paused,
+               Cycle.reminders_paused.label("cycle_paused"), MemberPart.completed_at,
                Submission.escalation_level.label("current_level"), Partner.name)
         .join(Cycle, Cycle.id == Notification.cycle_id)
         .outerjoin(Submission, Submission.id == Notification.submission_id)
@@ -93,6 +94,7 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     for row in rows:
         owed = still_owed(needs_open_report=row.needs_open_report, state=row.state,
                           paused_until=row.paused_until,
+                          reminders_paused=bool(row.reminders_paused or row.cycle_paused),
                           part_completed=row.completed_at is not None,
                           today=now.astimezone(policies[row.programme_id].zone).date())
         if owed.verdict is Verdict.CANCEL:

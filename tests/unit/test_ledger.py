@@ -66,7 +66,7 @@ TODAY = date(2027, 3, 10)
 
 def owed(**overrides):
     facts = {"needs_open_report": True, "state": "invited", "paused_until": None,
-             "part_completed": False, "today": TODAY, **overrides}
+             "reminders_paused": False, "part_completed": False, "today": TODAY, **overrides}
     return still_owed(**facts).verdict
 
 
@@ -82,6 +82,19 @@ def test_no_mail_about_the_report_after_it_was_submitted_accepted_or_exempted():
 def test_a_pause_holds_mails_until_its_day_is_over():
     assert owed(paused_until=TODAY) is Verdict.WAIT
     assert owed(paused_until=TODAY - timedelta(days=1)) is Verdict.SEND
+
+
+def test_a_coordinators_pause_holds_ladder_mails_until_it_is_lifted():
+    assert owed(reminders_paused=True) is Verdict.WAIT
+    assert owed(reminders_paused=False) is Verdict.SEND
+
+
+def test_a_coordinators_pause_does_not_keep_a_settled_report_owed():
+    assert owed(reminders_paused=True, state="submitted") is Verdict.CANCEL
+
+
+def test_a_coordinators_pause_holds_no_receipt_or_notice():
+    assert owed(needs_open_report=False, reminders_paused=True) is Verdict.SEND
 
 
 def test_a_finished_member_part_gets_no_more_mail():
