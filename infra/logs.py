@@ -8,15 +8,15 @@ from __future__ import annotations
 import logging
 import re
 
-# A personal link: /r/<token>/… in a path or URL, and a bare 256-bit token (43 base64url chars).
-PERSONAL_LINK = re.compile(r"/r/[A-Za-z0-9_-]{8,}")
+from workflow.redaction import blank_personal_links
+
+# Besides a personal link (workflow.redaction), a bare 256-bit token (43 base64url chars).
 BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def redact(text: str) -> str:
-    if "/r/" in text:
-        text = PERSONAL_LINK.sub("/r/[link]", text)
+    text = blank_personal_links(text, "/r/[link]")
     return BARE_TOKEN.sub("[token]", text)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import JSON, and_, bindparam, func, or_, select, text, update
 
 from workflow.composition import Batch, Letterhead, OutgoingMail, compose
 from workflow.events import EventKind
@@ -30,6 +30,7 @@ from workflow.ledger import (LedgerMove, Verdict, apply, sources, still_owed, ta
 from workflow.models import (Contact, Event, Notification, NotificationStatus, Outbox, Partner,
                              Submission, utcnow)
 from workflow.policy import in_send_window, next_window_start
+from workflow.redaction import blank_personal_links
 from workflow.uow import Database, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,8 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
                 needs_open_report=notification.needs_open_report,
                 state=submission.state if submission else None,
                 paused_until=submission.paused_until if submission else None,
+                reminders_paused=cycle.reminders_paused or bool(
+                    submission and submission.reminders_paused),
                 part_completed=part is not None and part.completed_at is not None,
                 today=instant.astimezone(policy.zone).date())
             if owed.verdict is Verdict.CANCEL:
@@ -303,7 +306,8 @@ RECORD_SENT = (
            NOTIFICATIONS.c.claim_token == bindparam("token"),
            NOTIFICATIONS.c.status.in_(sources(LedgerMove.RECORD_SENT)))
     .values(status=target(LedgerMove.RECORD_SENT), sent_at=bindparam("wall"), last_error=None,
-            refused=bindparam("refused"))
+            refused=bindparam("refused"), sent_subject=bindparam("sent_subject"),
+            sent_text=bindparam("sent_text"), sent_to=bindparam("sent_to", type_=JSON))
     .returning(NOTIFICATIONS.c.cycle_id, NOTIFICATIONS.c.submission_id, NOTIFICATIONS.c.rung,
                NOTIFICATIONS.c.takeovers))
 RECORD_EVENT = EVENTS.insert()
@@ -316,6 +320,12 @@ RENEW_CLAIM = (
     .returning(NOTIFICATIONS.c.id))
 
 
+def sent_copy(mail: OutgoingMail) -> dict:
+    """What is kept of a mail as it left: never a working personal link."""
+    return {"sent_subject": mail.subject[:300], "sent_text": blank_personal_links(mail.text),
+            "sent_to": [*mail.to, *mail.cc]}
+
+
 def _record_sent(service: MailService, token: str, notification_id: int, mail: OutgoingMail,
                  refused: dict[str, str], rest: list[int], report: DeliveryReport, *,
                  resume: bool) -> set[int]:
@@ -326,7 +336,7 @@ def _record_sent(service: MailService, token: str, notification_id: int, mail: O
         connection = uow.session.connection()
         row = connection.execute(RECORD_SENT, {
             "notification_id": notification_id, "token": token, "wall": wall,
-            "refused": refused or None}).first()
+            "refused": refused or None, **sent_copy(mail)}).first()
         if row is None:
             report.lost.append(notification_id)
             log.warning("mail %s left after its claim was taken over: a second copy with "
