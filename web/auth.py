@@ -34,7 +34,8 @@ from web import services_of
 from web.ratelimit import client_key
 from workflow.composition import OutgoingMail
 from workflow.delivery import PermanentMailError, ServerUnavailable, TransientMailError
-from workflow.errors import InvalidInput
+from workflow.api_tokens import issue_token, revoke_token, tokens_of
+from workflow.errors import InvalidInput, NotFound
 from workflow.models import LinkPurpose, Role, utcnow
 from workflow.users import (LINK_LIFETIME, MIN_PASSWORD_LENGTH, AccountExists, AccountView,
                             InvalidEmail, IssuedLink, LinkNotUsable, WeakPassword,
@@ -49,6 +50,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ENDPOINTS = frozenset({"static", "public.healthz", "switch_language", "auth.sign_in",
                               "auth.sign_out", "auth.forgot", "auth.link"})
 PUBLIC_BLUEPRINTS = frozenset({"partner"})  # the personal link is the partner's key
+TOKEN_BLUEPRINTS = frozenset({"api"})  # a bearer token, or a session; else 401, not a redirect
 VIEWER_MAY_POST = frozenset({"auth.sign_out", "switch_language"})
 SESSION_MAX_AGE = 12 * 3600  # then sign in again, whatever the activity
 KNOWN_BROWSER_COOKIE = "rc_known"
@@ -162,6 +164,9 @@ def _guard():
         return None
     if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
         return None
+    if request.blueprint in TOKEN_BLUEPRINTS and (
+            "Authorization" in request.headers or not signed_in):
+        return None  # the API checks the token itself, or answers 401
     if not signed_in:
         return _to_sign_in()
     if time.time() - session.get("signed_in_at", 0) > SESSION_MAX_AGE:
@@ -512,3 +517,40 @@ def resend_invitation(account_id):
         uow.commit()
     _flash_invitation(link)
     return redirect(url_for("auth.users"), 303)
+
+
+@bp.route("/account/tokens", methods=["GET", "POST"])
+@role_required(Role.ADMIN, Role.COORDINATOR)
+def api_tokens():
+    """One's own tokens for the JSON API; a new token is shown once, on this page only."""
+    database = services_of(current_app).database
+    issued, error = None, None
+    if request.method == "POST":
+        with database.unit_of_work() as uow:
+            try:
+                issued = issue_token(uow, current_user.account.id, request.form.get("name", ""),
+                                     now=utcnow())
+            except InvalidInput as exc:
+                error = str(exc)
+            else:
+                uow.commit()
+    with database.unit_of_work() as uow:
+        tokens = tokens_of(uow, current_user.account.id)
+    response = render_template("api_tokens.html", tokens=tokens, issued=issued, error=error,
+                               form=request.form)
+    if issued is not None:  # the token is on this page: no cache may keep it
+        return response, 201, {"Cache-Control": "no-store"}
+    return response, 422 if error else 200
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@role_required(Role.ADMIN, Role.COORDINATOR)
+def revoke_api_token(token_id: int):
+    with services_of(current_app).database.unit_of_work() as uow:
+        try:
+            token = revoke_token(uow, current_user.account.id, token_id, now=utcnow())
+        except NotFound:
+            abort(404)
+        uow.commit()
+    flash(_("Das Token „%(name)s“ ist widerrufen.", name=token.name), "success")
+    return redirect(url_for("auth.api_tokens"), 303)

@@ -124,7 +124,7 @@ class IssuedLink:
         return LINK_PATH.format(token=self.token)
 
 
-def _view(account: UserAccount) -> AccountView:
+def account_view(account: UserAccount) -> AccountView:
     return AccountView(id=account.id, email=account.email, name=account.name or "",
                        role=Role(account.role), language=account.language,
                        active=account.active, has_password=account.password_hash is not None,
@@ -167,22 +167,23 @@ def create_account(uow: UnitOfWork, email: str, role: str, *, name: str = "",
                           created_at=now, created_by=actor[:200])
     uow.session.add(account)
     uow.session.flush()
-    return _view(account)
+    return account_view(account)
 
 
 def find_account(uow: UnitOfWork, email: str) -> AccountView | None:
     account = uow.session.scalars(select(UserAccount).where(
         UserAccount.email == normalise_email(email))).first()
-    return _view(account) if account else None
+    return account_view(account) if account else None
 
 
 def get_account(uow: UnitOfWork, account_id: int) -> AccountView | None:
     account = uow.session.get(UserAccount, account_id)
-    return _view(account) if account else None
+    return account_view(account) if account else None
 
 
 def list_accounts(uow: UnitOfWork) -> list[AccountView]:
-    return [_view(a) for a in uow.session.scalars(select(UserAccount).order_by(UserAccount.email))]
+    return [account_view(a) for a in
+            uow.session.scalars(select(UserAccount).order_by(UserAccount.email))]
 
 
 def issue_link(uow: UnitOfWork, account_id: int, purpose: LinkPurpose, *, now: datetime,
@@ -196,7 +197,7 @@ def issue_link(uow: UnitOfWork, account_id: int, purpose: LinkPurpose, *, now: d
     uow.session.add(AccountLink(account_id=account.id, purpose=purpose, token_hash=token_hash(token),
                                 created_at=now, created_by=actor[:200], expires_at=expires_at))
     uow.session.flush()
-    return IssuedLink(token, purpose, expires_at, _view(account))
+    return IssuedLink(token, purpose, expires_at, account_view(account))
 
 
 def _usable_link(uow: UnitOfWork, token: str, now: datetime) -> AccountLink:
@@ -216,7 +217,7 @@ def _usable_link(uow: UnitOfWork, token: str, now: datetime) -> AccountLink:
 def open_link(uow: UnitOfWork, token: str, *, now: datetime) -> tuple[LinkPurpose, AccountView]:
     """What a link is for and whose it is. Changes nothing: mail scanners open links too."""
     link = _usable_link(uow, token, now)
-    return LinkPurpose(link.purpose), _view(link.account)
+    return LinkPurpose(link.purpose), account_view(link.account)
 
 
 def _consume(uow: UnitOfWork, link: AccountLink, now: datetime) -> None:
@@ -238,7 +239,7 @@ def sign_in_with_link(uow: UnitOfWork, token: str, *, now: datetime) -> AccountV
     _consume(uow, link, now)
     link.account.last_sign_in_at = now
     uow.session.flush()
-    return _view(link.account)
+    return account_view(link.account)
 
 
 def set_password_with_link(uow: UnitOfWork, token: str, password: str, *, now: datetime,
@@ -253,7 +254,7 @@ def set_password_with_link(uow: UnitOfWork, token: str, password: str, *, now: d
     _store_password(uow, link.account, password, now, hasher)
     link.account.last_sign_in_at = now
     uow.session.flush()
-    return _view(link.account)
+    return account_view(link.account)
 
 
 def set_password(uow: UnitOfWork, account_id: int, password: str, *, now: datetime,
@@ -263,7 +264,7 @@ def set_password(uow: UnitOfWork, account_id: int, password: str, *, now: dateti
     check_password_rules(password, account.email)
     _store_password(uow, account, password, now, hasher)
     uow.session.flush()
-    return _view(account)
+    return account_view(account)
 
 
 def _store_password(uow, account: UserAccount, password: str, now: datetime, hasher):
@@ -294,7 +295,7 @@ def verify_password(uow: UnitOfWork, email: str, password: str, *, now: datetime
         return None
     account.last_sign_in_at = now
     uow.session.flush()
-    return _view(account)
+    return account_view(account)
 
 
 def ensure_demo_account(uow: UnitOfWork, email: str, *, now: datetime

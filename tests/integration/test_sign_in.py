@@ -291,9 +291,17 @@ PUBLIC = {"static", "public.healthz", "switch_language", "auth.sign_in", "auth.s
           "auth.forgot", "auth.link"}
 
 
+def sample_value(converter):
+    kind = type(converter).__name__
+    if kind == "IntegerConverter":
+        return 1
+    if kind == "AnyConverter":
+        return sorted(converter.items)[0]
+    return "x"
+
+
 def sample_url(rule) -> str:
-    values = {name: 1 if type(rule._converters[name]).__name__ == "IntegerConverter" else "x"
-              for name in rule.arguments}
+    values = {name: sample_value(rule._converters[name]) for name in rule.arguments}
     return rule.build(values, append_unknown=False)[1]
 
 
