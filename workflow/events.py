@@ -41,4 +41,6 @@ class EventKind(StrEnum):
     REMINDERS_RESUMED = "reminders_resumed"  # a coordinator let them go again; the ladder catches up
     LINK_RESENT = "link_resent"  # a coordinator sent a fresh personal link; older links still work
     CONTACTS_CHANGED = "contacts_changed"  # a coordinator edited a partner's contacts; payload: diff
+    CONTACT_ERASED = "contact_erased"  # a contact's data was erased; history keeps a pseudonym
+    RETENTION_APPLIED = "retention_applied"  # programme-wide: old send logs and links removed
     MEMBER_PART_REOPENED = "member_part_reopened"  # a finished member part was opened again

@@ -57,6 +57,10 @@ class ReportingPolicy:
     # At least this many working days between two ladder mails to the same partner (a re-planned
     # ladder or a catch-up must not write on consecutive days); answers and notices are exempt.
     min_gap_working_days: int = 3
+    # Data care: send logs (the copies of mails, refusals, errors) and personal links of cycles
+    # older than the newest this many are blanked or deleted by the scheduler, and so are the
+    # contacts of partners that left and took part in none of those cycles.
+    retention_cycles: int = 3
 
     @property
     def zone(self) -> ZoneInfo:
@@ -106,6 +110,9 @@ class ReportingPolicy:
             month_day(policy.cycle_due, 2000)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"Ungültige Berichtsregel: {exc}") from None
+        if not 1 <= policy.retention_cycles <= 100:
+            raise InvalidInput("Ungültige Berichtsregel: retention_cycles muss zwischen 1 und 100 "
+                               "liegen.")
         if policy.min_gap_working_days < 0:
             raise InvalidInput("Ungültige Berichtsregel: min_gap_working_days darf nicht negativ sein.")
         if policy.window_end <= policy.window_start:
