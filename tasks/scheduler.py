@@ -14,6 +14,7 @@ from infra.settings import Settings
 from workflow.cycles import open_due_cycles
 from workflow.models import utcnow
 from workflow.delivery import relay
+from workflow.retention import apply_retention
 from workflow.sweep import SweepResult, sweep
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ def relay_outbox(services: Services) -> list[int]:
     return ids
 
 
+def care_for_data(services: Services, now: datetime | None = None):
+    """The programmes' retention rule: old send logs and links, contacts of partners that left."""
+    with services.database.unit_of_work() as uow:
+        uow.lock("retention")
+        results = apply_retention(uow, now=now or utcnow())
+        uow.commit()
+    for result in results:
+        if result.changed:
+            log.info("retention in %s: %d mail copies blanked, %d links deleted, %d contacts "
+                     "erased", result.programme, result.mails_blanked, result.links_deleted,
+                     result.contacts_erased)
+    return results
+
+
 def make_scheduler(services: Services, *, background: bool = False):
     """Interval jobs in UTC; a missed tick is caught up by the next sweep, never lost."""
     cls = BackgroundScheduler if background else BlockingScheduler
@@ -74,6 +89,7 @@ def make_scheduler(services: Services, *, background: bool = False):
                       id="sweep", next_run_time=utcnow())
     scheduler.add_job(relay_outbox, "interval", args=[services],
                       seconds=settings.relay_interval_seconds, id="relay")
+    scheduler.add_job(care_for_data, "interval", args=[services], hours=6, id="retention")
     if settings.bounce_maildir is not None:  # in the sweep's rhythm: marked before the next rung
         scheduler.add_job(fetch_configured, "interval", args=[services],
                           seconds=settings.sweep_interval_seconds, id="bounces")

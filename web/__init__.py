@@ -38,8 +38,8 @@ def select_locale():
 
 def create_app(settings: Settings, services: Services, *, show_mailbox: bool = False) -> Flask:
     """The web app. ``show_mailbox``: the embedded demo's /mailbox page of the local Maildir."""
-    from web import (actions, api, auth, exports, mailbox, overview, partner, public, setup,
-                     submissions)
+    from web import (actions, api, auth, exports, mailbox, overview, partner, privacy, public,
+                     setup, submissions)
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=12 * 1024 * 1024,
@@ -78,6 +78,7 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
     app.register_blueprint(exports.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(setup.bp)
+    app.register_blueprint(privacy.bp)
     app.register_blueprint(partner.bp)
     if show_mailbox:
         if settings.maildir is None:
