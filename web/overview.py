@@ -1,23 +1,141 @@
-"""The coordinators' start page and the overview of one cycle."""
+"""The coordinators' start page and the overview of one cycle (read side: workflow.cycle_overview)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
-from sqlalchemy import select
+from dataclasses import replace
+from datetime import timedelta
+from urllib.parse import urlencode
 
+from flask import Blueprint, abort, current_app, jsonify, render_template, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from infra.mail import format_datetime
 from web import services_of
 from web.auth import login_required
-from workflow.cycles import cycle_status
-from workflow.models import Cycle, Programme
+from web.charts import burn_up_chart, table_days
+from workflow.cycle_overview import (OverviewCache, cycle_head, cycle_overview, cycle_summaries,
+                                     overview_version)
+from workflow.models import utcnow
+from workflow.policy import ReportingPolicy
 
 bp = Blueprint("overview", __name__)
+START_PAGE = "start"  # the start page's key in the figures cache
+
+
+def _cache() -> OverviewCache:
+    return current_app.extensions.setdefault("overview_cache", OverviewCache())
 
 
 @bp.get("/")
 @login_required
 def index():
     services = services_of(current_app)
+    now = utcnow()
     with services.database.unit_of_work() as uow:
-        programmes = list(uow.session.scalars(select(Programme).order_by(Programme.id)))
-        cycles = list(uow.session.scalars(select(Cycle).order_by(Cycle.year.desc())))
-        statuses = [(cycle, cycle_status(uow, cycle)) for cycle in cycles]
-        return render_template("index.html", programmes=programmes, statuses=statuses)
+        version = overview_version(uow, None, now)
+        summaries = _cache().get(START_PAGE, version, lambda: cycle_summaries(uow, now))
+    return render_template("index.html", summaries=summaries, now=now)
+
+
+@bp.get("/cycles/<int:cycle_id>")
+@login_required
+def cycle(cycle_id: int):
+    services = services_of(current_app)
+    now = utcnow()
+    with services.database.unit_of_work() as uow:
+        head = cycle_head(uow, cycle_id)
+        if head is None:
+            abort(404)
+        version = overview_version(uow, head, now)
+        overview = _cache().get(cycle_id, version, lambda: cycle_overview(uow, cycle_id, now))
+    overview = replace(overview, cycle=head)  # the cycle's own flags always as they are now
+    chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
+    return render_template("cycle.html", o=overview, cycle=head, chart=chart, now=now,
+                           version=version,
+                           chart_days=table_days(overview.burn_up, overview.last_year))
+
+
+@bp.get("/cycles/<int:cycle_id>/live")
+@login_required
+def live(cycle_id: int):
+    """What the page polls: a version that changes when any of its figures may have changed."""
+    services = services_of(current_app)
+    with services.database.unit_of_work() as uow:
+        head = cycle_head(uow, cycle_id)
+        if head is None:
+            abort(404)
+        version = overview_version(uow, head, utcnow())
+    response = jsonify(version=version)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# Helpers for the two templates ------------------------------------------------------------------
+
+def table_url(cycle_id: int, **filters) -> str:
+    """The partner table filtered (its owner's page; the path is fixed by the URL plan)."""
+    query = urlencode({k: v for k, v in filters.items() if v is not None})
+    if "submissions.table" in current_app.view_functions:
+        base = url_for("submissions.table", cycle_id=cycle_id)
+    else:
+        base = f"/cycles/{cycle_id}/partners"
+    return f"{base}?{query}" if query else base
+
+
+def partner_url(submission_id: int) -> str:
+    if "submissions.page" in current_app.view_functions:
+        return url_for("submissions.page", submission_id=submission_id)
+    return f"/submissions/{submission_id}"
+
+
+def state_names() -> dict[str, str]:
+    return {"invited": _("eingeladen"), "opened": _("geöffnet"), "draft": _("Entwurf"),
+            "submitted": _("eingereicht"), "returned": _("zurückgegeben"),
+            "accepted": _("angenommen"), "exempted": _("befreit")}
+
+
+def rung_label(rung: str, email: str | None = None) -> str:
+    """A rung of the ladder (or another mail) in words."""
+    name, _sep, number = rung.partition("-")
+    if name == "reminder" and number.isdigit():
+        return _("Erinnerung %(days)s Arbeitstage vor der Frist", days=number)
+    if name == "overdue" and number.isdigit():
+        if email == "escalation_head":
+            return _("An die Leitung, %(days)s Arbeitstage nach der Frist", days=number)
+        if email == "non_reporting_notice":
+            return _("Säumnis-Hinweis an die Koordination, %(days)s Arbeitstage nach der Frist",
+                     days=number)
+        return _("Mahnung %(days)s Arbeitstage nach der Frist", days=number)
+    labels = {"invitation": _("Einladung"),
+              "member_invitation": _("Einladung einer Mitgliedsstadt"),
+              "deadline_notice": _("Hinweis an die Koordination zum Fristende"),
+              "receipt": _("Eingangsbestätigung"),
+              "extension_request": _("Antrag auf Fristverlängerung an die Koordination"),
+              "extension_decision": _("Entscheidung über eine Fristverlängerung"),
+              "intent_notice": _("Ankündigung an die Koordination")}
+    return labels.get(rung, rung)
+
+
+def when(instant) -> str:
+    """An instant in the policies' zone, in the page's language."""
+    if instant is None:
+        return ""
+    local = instant.astimezone(ReportingPolicy().zone)
+    return format_datetime(local, str(get_locale() or "de"))
+
+
+def percent(share: float) -> str:
+    number = f"{share * 100:.0f}"
+    return f"{number}%" if str(get_locale() or "de") == "en" else f"{number}\u00a0%"
+
+
+def role_names() -> dict[str, str]:
+    return {"reporting": _("Berichtende Person"), "deputy": _("Vertretung"),
+            "head": _("Leitung")}
+
+
+@bp.context_processor
+def helpers():
+    return {"table_url": table_url, "partner_url": partner_url, "state_names": state_names(),
+            "role_names": role_names(), "rung_label": rung_label, "when": when,
+            "percent": percent, "timedelta": timedelta}

@@ -140,6 +140,16 @@ def plan_rungs_for_submission(uow: UnitOfWork, submission: Submission, policy: R
             plan_submission_rung(uow, submission, rung, after)
 
 
+REPORTED_STATES = (SubmissionState.SUBMITTED, SubmissionState.ACCEPTED)
+
+
+def submitted_share(by_state: dict[str, int]) -> float:
+    """The share of partners who reported: submitted or accepted, of all who were not exempted."""
+    done = sum(by_state.get(str(state), 0) for state in REPORTED_STATES)
+    expected = sum(by_state.values()) - by_state.get(str(SubmissionState.EXEMPTED), 0)
+    return done / expected if expected else 0.0
+
+
 @dataclass
 class CycleStatus:
     year: int
@@ -155,9 +165,7 @@ class CycleStatus:
 
     @property
     def submitted_share(self) -> float:
-        done = sum(self.by_state.get(s, 0) for s in ("submitted", "accepted"))
-        expected = self.partners - self.by_state.get("exempted", 0)
-        return done / expected if expected else 0.0
+        return submitted_share(self.by_state)
 
     def to_dict(self) -> dict:
         return {"year": self.year, "opens_on": self.opens_on.isoformat(),

@@ -1,0 +1,560 @@
+"""The read side of the coordinators' cycle overview and start page.
+
+Every figure comes from a few grouped queries over one cycle (no loop over its submissions, no
+query per row), so the page stays cheap at 20,000 partners. ``overview_version`` is the cheap
+fingerprint the page polls; ``OverviewCache`` keeps the figures until it changes.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy.orm import aliased
+
+from workflow.cycles import policy_of, submitted_share
+from workflow.delivery import EMAIL_ADDRESS, OUTBOX_ID
+from workflow.events import EventKind
+from workflow.models import (Contact, Cycle, Event, ExtensionRequest, ExtensionStatus,
+                             Notification, NotificationStatus, Outbox, Partner, Programme,
+                             Submission)
+from workflow.policy import Audience, ReportingPolicy, effective_deadline
+from workflow.states import AWAITING_REPORT, SubmissionState
+from workflow.uow import UnitOfWork
+
+LIST_LIMIT = 20  # the latest entries shown per list; the counts are always complete
+PLANNED_DAYS = 7
+WITHIN_DAYS = 7  # "submitted within a week of receiving the mail"
+
+
+# Rules -------------------------------------------------------------------------------------------
+
+def overdue_cutoff(policy: ReportingPolicy, today: date) -> date:
+    """The latest own deadline (``due_on``) that has passed by ``today``: a report still owed with
+    ``due_on`` on or before it is overdue. A deadline on a weekend or holiday rolls to the next
+    working day, so the rule runs on dates, and the database compares one date."""
+    day = today - timedelta(days=1)
+    while effective_deadline(policy, day) >= today:
+        day -= timedelta(days=1)
+    return day
+
+
+def local_day(instant: datetime, policy: ReportingPolicy) -> date:
+    return instant.astimezone(policy.zone).date()
+
+
+def day_start(day: date, policy: ReportingPolicy) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=policy.zone).astimezone(UTC)
+
+
+# Dialect helpers: the read side runs on SQLite and PostgreSQL alike -----------------------------
+
+def _hour_bucket(uow: UnitOfWork, column):
+    """The UTC hour of an instant (Berlin's offsets are whole hours, so an hour maps to one day)."""
+    if uow.database.is_postgres:
+        return func.date_trunc("hour", func.timezone("UTC", column))
+    return func.substr(column, 1, 13)  # SQLite keeps naive UTC text "YYYY-MM-DD HH:MM:SS.ffffff"
+
+
+def _as_instant(bucket) -> datetime:
+    if isinstance(bucket, str):
+        return datetime.strptime(bucket, "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return bucket.replace(tzinfo=UTC) if bucket.tzinfo is None else bucket.astimezone(UTC)
+
+
+def _days_after(uow: UnitOfWork, later, earlier):
+    """``later - earlier`` in days (fractional)."""
+    if uow.database.is_postgres:
+        return func.date_part("epoch", later - earlier) / 86400.0
+    return func.julianday(later) - func.julianday(earlier)
+
+
+# The figures -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CycleHead:
+    id: int
+    programme_id: int
+    programme_name: str
+    year: int
+    opens_on: date
+    due_on: date
+    effective_due_on: date
+    state: str
+    reminders_paused: bool
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    partners: int
+    by_state: dict[str, int]  # every SubmissionState value, zeros included
+    by_level: dict[int, int]  # escalation levels above 0 that occur
+    overdue: int
+    non_reporting: int
+
+    @property
+    def share(self) -> float:
+        """Submitted or accepted, of all partners not exempted (the rule in workflow.cycles)."""
+        return submitted_share(self.by_state)
+
+    @property
+    def reported(self) -> int:
+        return self.by_state[SubmissionState.SUBMITTED] + self.by_state[SubmissionState.ACCEPTED]
+
+    @property
+    def expected(self) -> int:
+        return self.partners - self.by_state[SubmissionState.EXEMPTED]
+
+
+@dataclass(frozen=True)
+class BurnUp:
+    """First submissions per day since the cycle opened, counted up."""
+
+    year: int
+    opens_on: date
+    deadline_day: int  # days from opening to the (effective) deadline
+    until_day: int  # the series runs to this day (today for a running cycle)
+    steps: list[tuple[int, int]]  # (day since opening, cumulative count), days with submissions
+
+    @property
+    def total(self) -> int:
+        return self.steps[-1][1] if self.steps else 0
+
+    def on_day(self, day: int) -> int:
+        count = 0
+        for step_day, cumulative in self.steps:
+            if step_day > day:
+                break
+            count = cumulative
+        return count
+
+
+@dataclass(frozen=True)
+class PlannedMails:
+    days: list[date]
+    rungs: list[str]
+    emails: dict[str, str]  # rung -> the mail it sends (to name the rung)
+    counts: dict[tuple[date, str], int]
+
+    def day_total(self, day: date) -> int:
+        return sum(self.counts.get((day, rung), 0) for rung in self.rungs)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class FailedMail:
+    notification_id: int
+    submission_id: int | None
+    partner_name: str | None
+    rung: str
+    error: str
+
+
+@dataclass(frozen=True)
+class BouncingContact:
+    submission_id: int
+    partner_name: str
+    role: str
+    email: str
+    bounced_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutboxPause:
+    paused_since: datetime | None
+    paused_until: datetime | None
+    reason: str | None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_since is not None
+
+
+@dataclass(frozen=True)
+class PendingExtension:
+    request_id: int
+    submission_id: int
+    partner_name: str
+    proposed_due: date
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeclaredIntent:
+    submission_id: int
+    partner_name: str
+    intent: str  # "will_submit_by" or "cannot_report"
+    until: date | None
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FlaggedPartner:
+    submission_id: int
+    partner_name: str
+    state: str
+    escalation_level: int
+
+
+@dataclass(frozen=True)
+class RungEffect:
+    """Of the partners a rung reached, how many submitted within a week of it."""
+
+    rung: str
+    email: str
+    received: int
+    submitted_within: int
+
+    @property
+    def share(self) -> float:
+        return self.submitted_within / self.received if self.received else 0.0
+
+
+@dataclass(frozen=True)
+class Listing:
+    count: int
+    latest: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CycleOverview:
+    cycle: CycleHead
+    today: date
+    counts: StateCounts
+    burn_up: BurnUp
+    last_year: BurnUp | None
+    planned: PlannedMails
+    failed: Listing
+    bouncing: Listing
+    outbox: OutboxPause
+    extensions: Listing
+    intents: Listing
+    non_reporting: Listing
+    rungs: list[RungEffect]
+
+
+def _heads(uow: UnitOfWork, *where) -> list[CycleHead]:
+    rows = uow.session.execute(
+        select(Cycle, Programme).join(Programme, Programme.id == Cycle.programme_id).where(*where)
+        .order_by(Cycle.year.desc(), Programme.id, Cycle.id)).all()
+    return [CycleHead(id=cycle.id, programme_id=programme.id, programme_name=programme.name,
+                      year=cycle.year, opens_on=cycle.opens_on, due_on=cycle.due_on,
+                      effective_due_on=effective_deadline(policy_of(programme), cycle.due_on),
+                      state=str(cycle.state), reminders_paused=cycle.reminders_paused)
+            for cycle, programme in rows]
+
+
+def cycle_head(uow: UnitOfWork, cycle_id: int) -> CycleHead | None:
+    """The cycle's own facts (read afresh on every request); None for an unknown id."""
+    heads = _heads(uow, Cycle.id == cycle_id)
+    return heads[0] if heads else None
+
+
+def cycle_overview(uow: UnitOfWork, cycle_id: int, now: datetime) -> CycleOverview | None:
+    """Everything the cycle's overview shows, as of ``now``; None for an unknown cycle."""
+    head = cycle_head(uow, cycle_id)
+    if head is None:
+        return None
+    programme = uow.session.get(Programme, head.programme_id)
+    policy = policy_of(programme)
+    today = local_day(now, policy)
+    last_year_id = uow.session.scalar(select(Cycle.id).where(
+        Cycle.programme_id == head.programme_id, Cycle.year == head.year - 1))
+    last_year = None
+    if last_year_id is not None:
+        last = cycle_head(uow, last_year_id)
+        last_year = burn_up(uow, last, policy, today=None)
+    return CycleOverview(
+        cycle=head, today=today, counts=state_counts(uow, cycle_id, policy, today),
+        burn_up=burn_up(uow, head, policy, today=today), last_year=last_year,
+        planned=planned_mails(uow, cycle_id, policy, today),
+        failed=failed_mails(uow, cycle_id), bouncing=bouncing_contacts(uow, cycle_id),
+        outbox=outbox_pause(uow), extensions=pending_extensions(uow, cycle_id),
+        intents=declared_intents(uow, cycle_id), non_reporting=flagged_partners(uow, cycle_id),
+        rungs=rung_effects(uow, cycle_id))
+
+
+def state_counts(uow: UnitOfWork, cycle_id: int, policy: ReportingPolicy,
+                 today: date) -> StateCounts:
+    """Counts by state, escalation level, overdue and non-reporting: one grouped scan."""
+    owed = [str(state) for state in AWAITING_REPORT]
+    overdue = case((and_(Submission.state.in_(owed),
+                         Submission.due_on <= overdue_cutoff(policy, today)), 1), else_=0)
+    rows = uow.session.execute(
+        select(Submission.state, Submission.escalation_level, Submission.non_reporting,
+               func.count(), func.sum(overdue))
+        .where(Submission.cycle_id == cycle_id)
+        .group_by(Submission.state, Submission.escalation_level, Submission.non_reporting)).all()
+    by_state = {str(state): 0 for state in SubmissionState}
+    by_level: dict[int, int] = defaultdict(int)
+    overdue_count = non_reporting = 0
+    for state, level, flagged, count, late in rows:
+        by_state[str(SubmissionState(state))] += count
+        if level:
+            by_level[level] += count
+        non_reporting += count if flagged else 0
+        overdue_count += late or 0
+    return StateCounts(partners=sum(by_state.values()), by_state=by_state,
+                       by_level=dict(sorted(by_level.items())), overdue=overdue_count,
+                       non_reporting=non_reporting)
+
+
+def first_submissions(cycle_id: int):
+    """Each submission's first SUBMITTED event (a returned and resubmitted report counts once)."""
+    return (select(Event.submission_id.label("submission_id"),
+                   func.min(Event.at).label("first_at"))
+            .where(Event.cycle_id == cycle_id, Event.kind == EventKind.SUBMITTED)
+            .group_by(Event.submission_id).subquery())
+
+
+def burn_up(uow: UnitOfWork, head: CycleHead, policy: ReportingPolicy,
+            today: date | None) -> BurnUp:
+    """The cumulative count of first submissions per day since opening, in the policy's days.
+    ``today`` ends a running cycle's series; None: the series ends with its last submission."""
+    first = first_submissions(head.id)
+    bucket = _hour_bucket(uow, first.c.first_at)
+    rows = uow.session.execute(select(bucket, func.count()).group_by(bucket)).all()
+    per_day: dict[int, int] = defaultdict(int)
+    for hour, count in rows:
+        per_day[(local_day(_as_instant(hour), policy) - head.opens_on).days] += count
+    steps, cumulative = [], 0
+    for day in sorted(per_day):
+        cumulative += per_day[day]
+        steps.append((max(day, 0), cumulative))
+    deadline_day = (head.effective_due_on - head.opens_on).days
+    last_step = steps[-1][0] if steps else 0
+    until = (today - head.opens_on).days if today is not None else max(last_step, deadline_day)
+    return BurnUp(year=head.year, opens_on=head.opens_on, deadline_day=deadline_day,
+                  until_day=max(until, last_step, 0), steps=steps)
+
+
+def planned_mails(uow: UnitOfWork, cycle_id: int, policy: ReportingPolicy,
+                  today: date) -> PlannedMails:
+    """Mails planned or queued to leave from today through the next seven days, by day and rung."""
+    days = [today + timedelta(days=n) for n in range(PLANNED_DAYS)]
+    start, end = day_start(days[0], policy), day_start(days[-1] + timedelta(days=1), policy)
+    bucket = _hour_bucket(uow, Notification.due_at)
+    rows = uow.session.execute(
+        select(bucket, Notification.rung, func.min(Notification.email), func.count())
+        .where(Notification.cycle_id == cycle_id,
+               Notification.status.in_([NotificationStatus.PLANNED, NotificationStatus.QUEUED]),
+               Notification.due_at >= start, Notification.due_at < end)
+        .group_by(bucket, Notification.rung)).all()
+    counts: dict[tuple[date, str], int] = defaultdict(int)
+    emails = {}
+    for hour, rung, email, count in rows:
+        counts[(local_day(_as_instant(hour), policy), rung)] += count
+        emails[rung] = email
+    return PlannedMails(days=days, rungs=sorted(emails, key=rung_order), emails=emails,
+                        counts=dict(counts))
+
+
+def rung_order(rung: str) -> tuple[int, int]:
+    """Invitation first, reminders counting down to the deadline, then the overdue steps."""
+    name, _, number = rung.partition("-")
+    order = {"invitation": 0, "member_invitation": 1, "reminder": 2, "overdue": 3}
+    days = int(number) if number.isdigit() else 0
+    return order.get(name, 4), -days if name == "reminder" else days
+
+
+def failed_mails(uow: UnitOfWork, cycle_id: int) -> Listing:
+    where = (Notification.cycle_id == cycle_id, Notification.status == NotificationStatus.FAILED)
+    count = uow.session.scalar(select(func.count()).select_from(Notification).where(*where))
+    rows = uow.session.execute(
+        select(Notification.id, Notification.submission_id, Partner.name, Notification.rung,
+               Notification.last_error)
+        .outerjoin(Submission, Submission.id == Notification.submission_id)
+        .outerjoin(Partner, Partner.id == Submission.partner_id)
+        .where(*where).order_by(Notification.id.desc()).limit(LIST_LIMIT)).all() if count else []
+    return Listing(count or 0, [
+        FailedMail(notification_id=r[0], submission_id=r[1], partner_name=r[2], rung=r[3],
+                   error=EMAIL_ADDRESS.sub("<address>", r[4] or "")[:300]) for r in rows])
+
+
+def bouncing_contacts(uow: UnitOfWork, cycle_id: int) -> Listing:
+    """Contacts whose address was refused for good, of partners in this cycle (a member city's
+    contact under its group's submission)."""
+    reporter = aliased(Partner)
+    query = (select(Submission.id, Partner.name, Contact.role, Contact.email, Contact.bounced_at,
+                    Contact.bounce_reason)
+             .select_from(Contact)
+             .join(Partner, Partner.id == Contact.partner_id)
+             .join(reporter, reporter.id == func.coalesce(Partner.group_id, Partner.id))
+             .join(Submission, and_(Submission.partner_id == reporter.id,
+                                    Submission.cycle_id == cycle_id))
+             .where(Contact.bounced_at.is_not(None)))
+    count = uow.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = uow.session.execute(query.order_by(Contact.bounced_at.desc(), Contact.id.desc())
+                               .limit(LIST_LIMIT)).all() if count else []
+    return Listing(count or 0, [
+        BouncingContact(submission_id=r[0], partner_name=r[1], role=str(r[2]), email=r[3],
+                        bounced_at=r[4], reason=(r[5] or "")[:300]) for r in rows])
+
+
+def outbox_pause(uow: UnitOfWork) -> OutboxPause:
+    """Whether the whole outbox waits for the mail server (see workflow.delivery)."""
+    outbox = uow.session.get(Outbox, OUTBOX_ID)
+    if outbox is None:
+        return OutboxPause(None, None, None)
+    reason = EMAIL_ADDRESS.sub("<address>", outbox.reason) if outbox.reason else None
+    return OutboxPause(outbox.paused_since, outbox.paused_until, reason)
+
+
+def pending_extensions(uow: UnitOfWork, cycle_id: int) -> Listing:
+    where = (Submission.cycle_id == cycle_id, ExtensionRequest.status == ExtensionStatus.PENDING)
+    base = select(ExtensionRequest, Partner.name).join(
+        Submission, Submission.id == ExtensionRequest.submission_id).join(
+        Partner, Partner.id == Submission.partner_id).where(*where)
+    count = uow.session.scalar(select(func.count()).select_from(base.subquery()))
+    rows = uow.session.execute(base.order_by(ExtensionRequest.created_at, ExtensionRequest.id)
+                               .limit(LIST_LIMIT)).all() if count else []
+    return Listing(count or 0, [
+        PendingExtension(request_id=r.id, submission_id=r.submission_id, partner_name=name,
+                         proposed_due=r.proposed_due, reason=r.reason, created_at=r.created_at)
+        for r, name in rows])
+
+
+def declared_intents(uow: UnitOfWork, cycle_id: int) -> Listing:
+    """Each partner's latest declared intent, while its report is still owed."""
+    latest = (select(func.max(Event.id).label("id"))
+              .where(Event.cycle_id == cycle_id, Event.kind == EventKind.INTENT_DECLARED)
+              .group_by(Event.submission_id).subquery())
+    base = (select(Event.submission_id, Partner.name, Event.payload, Event.at)
+            .join(latest, latest.c.id == Event.id)
+            .join(Submission, Submission.id == Event.submission_id)
+            .join(Partner, Partner.id == Submission.partner_id)
+            .where(Submission.state.in_([str(s) for s in AWAITING_REPORT])))
+    count = uow.session.scalar(select(func.count()).select_from(base.subquery()))
+    rows = uow.session.execute(base.order_by(Event.id.desc()).limit(LIST_LIMIT)).all() \
+        if count else []
+    intents = []
+    for submission_id, name, payload, at in rows:
+        payload = payload or {}
+        until = payload.get("until")
+        intents.append(DeclaredIntent(
+            submission_id=submission_id, partner_name=name, intent=payload.get("intent", ""),
+            until=date.fromisoformat(until) if until else None,
+            reason=payload.get("reason") or "", at=at))
+    return Listing(count or 0, intents)
+
+
+def flagged_partners(uow: UnitOfWork, cycle_id: int) -> Listing:
+    where = (Submission.cycle_id == cycle_id, Submission.non_reporting.is_(True))
+    count = uow.session.scalar(select(func.count()).select_from(Submission).where(*where))
+    rows = uow.session.execute(
+        select(Submission.id, Partner.name, Submission.state, Submission.escalation_level)
+        .join(Partner, Partner.id == Submission.partner_id).where(*where)
+        .order_by(Partner.name).limit(LIST_LIMIT)).all() if count else []
+    return Listing(count or 0, [FlaggedPartner(r[0], r[1], str(r[2]), r[3]) for r in rows])
+
+
+def rung_effects(uow: UnitOfWork, cycle_id: int) -> list[RungEffect]:
+    """Per rung of the ladder to partners: how many partners it reached, and how many of them
+    first submitted within seven days after it left (one grouped query)."""
+    first = first_submissions(cycle_id)
+    gap = _days_after(uow, first.c.first_at, Notification.sent_at)
+    within = case((and_(gap >= 0, gap <= WITHIN_DAYS), Notification.submission_id))
+    rows = uow.session.execute(
+        select(Notification.rung, func.min(Notification.email),
+               func.count(Notification.submission_id.distinct()), func.count(within.distinct()))
+        .outerjoin(first, first.c.submission_id == Notification.submission_id)
+        .where(Notification.cycle_id == cycle_id,
+               Notification.status == NotificationStatus.SENT,
+               Notification.needs_open_report.is_(True),
+               Notification.audience != Audience.COORDINATORS,
+               Notification.submission_id.is_not(None))
+        .group_by(Notification.rung)).all()
+    effects = [RungEffect(rung=r, email=e, received=n, submitted_within=w) for r, e, n, w in rows]
+    return sorted(effects, key=lambda effect: rung_order(effect.rung))
+
+
+# The start page ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CycleSummary:
+    cycle: CycleHead
+    counts: StateCounts
+    failed_mails: int
+
+
+def cycle_summaries(uow: UnitOfWork, now: datetime) -> list[CycleSummary]:
+    """Every cycle of every programme, newest first, with its key figures (grouped queries)."""
+    heads = _heads(uow)
+    if not heads:
+        return []
+    ids = [head.id for head in heads]
+    policies = {programme.id: policy_of(programme)
+                for programme in uow.session.scalars(select(Programme))}
+    owed = [str(state) for state in AWAITING_REPORT]
+    # Each programme's overdue cutoff (its own calendar and time zone), compared in one query.
+    cutoff = case(*[(Cycle.programme_id == pid, literal(overdue_cutoff(
+        policy, local_day(now, policy)))) for pid, policy in policies.items()])
+    rows = uow.session.execute(
+        select(Submission.cycle_id, Submission.state, func.count(), func.sum(case(
+            (and_(Submission.state.in_(owed), Submission.due_on <= cutoff), 1), else_=0)),
+            func.sum(case((Submission.non_reporting.is_(True), 1), else_=0)))
+        .join(Cycle, Cycle.id == Submission.cycle_id)
+        .where(Submission.cycle_id.in_(ids))
+        .group_by(Submission.cycle_id, Submission.state)).all()
+    failed = dict(uow.session.execute(
+        select(Notification.cycle_id, func.count())
+        .where(Notification.cycle_id.in_(ids), Notification.status == NotificationStatus.FAILED)
+        .group_by(Notification.cycle_id)).all())
+    by_cycle: dict[int, dict] = {cid: {"by_state": {str(s): 0 for s in SubmissionState},
+                                       "overdue": 0, "non_reporting": 0} for cid in ids}
+    for cycle_id, state, count, late, flagged in rows:
+        figures = by_cycle[cycle_id]
+        figures["by_state"][str(SubmissionState(state))] += count
+        figures["overdue"] += late or 0
+        figures["non_reporting"] += flagged or 0
+    return [CycleSummary(cycle=head, failed_mails=failed.get(head.id, 0), counts=StateCounts(
+        partners=sum(by_cycle[head.id]["by_state"].values()), by_state=by_cycle[head.id][
+            "by_state"], by_level={}, overdue=by_cycle[head.id]["overdue"],
+        non_reporting=by_cycle[head.id]["non_reporting"])) for head in heads]
+
+
+# Freshness ---------------------------------------------------------------------------------------
+
+def overview_version(uow: UnitOfWork, cycle: CycleHead | None, now: datetime) -> str:
+    """Changes whenever a figure of the page may have changed: every change of a submission and
+    every mail sent, failed or bounced writes an event of the cycle; the cycle's pause, the
+    outbox's pause and the day (the seven days ahead, what counts as overdue) are added. Index
+    lookups only. ``cycle`` None: the start page (every cycle)."""
+    session = uow.session
+    if cycle is None:
+        last_event = session.scalar(select(func.max(Event.id)))
+    else:
+        last_event = session.scalar(select(func.max(Event.id)).where(Event.cycle_id == cycle.id))
+    outbox = session.execute(select(Outbox.paused_since, Outbox.paused_until)
+                             .where(Outbox.id == OUTBOX_ID)).first()
+    paused = "-".join(f"{v:%Y%m%d%H%M%S}" if v else "" for v in (outbox or (None, None)))
+    # The policies' zone (Europe/Berlin) turns the day over: the figures hold for a day.
+    day = now.astimezone(ReportingPolicy().zone).date()
+    held = "p" if cycle is not None and cycle.reminders_paused else ""
+    return f"{last_event or 0}.{paused}.{day:%Y%m%d}{held}"
+
+
+class OverviewCache:
+    """The figures of each page, kept until its version changes (one per web process)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[object, tuple[str, object]] = {}
+
+    def get(self, key, version: str, compute):
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        value = compute()
+        with self._lock:
+            self._entries[key] = (version, value)
+        return value
