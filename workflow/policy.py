@@ -61,6 +61,9 @@ class ReportingPolicy:
     # older than the newest this many are blanked or deleted by the scheduler, and so are the
     # contacts of partners that left and took part in none of those cycles.
     retention_cycles: int = 3
+    # One digest a day to the coordinators at this local time (what happened since the last one);
+    # None (written "off"): no digest.
+    digest_at: time | None = time(7, 0)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -74,6 +77,7 @@ class ReportingPolicy:
         data = asdict(self)
         data["window_start"] = _clock(self.window_start)
         data["window_end"] = _clock(self.window_end)
+        data["digest_at"] = _clock(self.digest_at) if self.digest_at else DIGEST_OFF
         data["reminders_before"] = list(self.reminders_before)
         data["overdue_steps"] = [
             {**asdict(step), "audience": step.audience.value} for step in self.overdue_steps]
@@ -96,6 +100,13 @@ class ReportingPolicy:
                 if key in data and isinstance(data[key], str):
                     data[key] = (END_OF_DAY if data[key] == "24:00"
                                  else time.fromisoformat(data[key]))
+            if data.get("digest_at") in (None, False, "", DIGEST_OFF):
+                data["digest_at"] = None
+            else:
+                if not isinstance(data["digest_at"], str | time):
+                    raise ValueError("digest_at braucht eine Uhrzeit wie \"07:00\" oder \"off\"")
+                if isinstance(data["digest_at"], str):
+                    data["digest_at"] = time.fromisoformat(data["digest_at"])
             if "reminders_before" in data:
                 data["reminders_before"] = tuple(sorted({int(n) for n in data["reminders_before"]},
                                                         reverse=True))
@@ -123,6 +134,7 @@ class ReportingPolicy:
         return replace(self, **changes)
 
 
+DIGEST_OFF = "off"
 END_OF_DAY = time.max  # a window that lasts until midnight; written "24:00"
 
 
@@ -217,6 +229,17 @@ def plan_cycle_rungs(policy: ReportingPolicy, due_on: date) -> list[PlannedRung]
     day = effective_deadline(policy, due_on)
     return [PlannedRung(0, DEADLINE_NOTICE, "deadline_notice", day, send_instant(policy, day),
                         Audience.COORDINATORS)]
+
+
+DIGEST = "digest"
+
+
+def digest_rung(policy: ReportingPolicy, day: date) -> PlannedRung | None:
+    """The coordinators' digest of ``day``, at the policy's hour (any day: news do not wait)."""
+    if policy.digest_at is None:
+        return None
+    instant = datetime.combine(day, policy.digest_at, tzinfo=policy.zone).astimezone(UTC)
+    return PlannedRung(0, DIGEST, DIGEST, day, instant, Audience.COORDINATORS)
 
 
 @dataclass(frozen=True)
