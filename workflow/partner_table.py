@@ -77,7 +77,8 @@ class TableQuery:
     def params(self, **changes) -> dict[str, str | int]:
         """The query parameters that differ from the defaults (for links), with ``changes``."""
         query = replace(self, **changes)
-        params = {"state": query.state and query.state.value, "kind": query.kind and query.kind.value,
+        params = {"state": query.state and query.state.value,
+                  "kind": query.kind and query.kind.value,
                   "level": query.level, "overdue": 1 if query.overdue else None, "q": query.q,
                   "sort": query.sort if query.sort != DEFAULT_SORT else None,
                   "page": query.page if query.page != 1 else None}
@@ -184,9 +185,8 @@ def matching_partners(uow: UnitOfWork, programme_id: int, text: str) -> Select:
 
 
 def _order(query: TableQuery):
-    by_name = func.lower(Partner.name)
     column = {
-        "name": by_name,
+        "name": Partner.name,
         "state": case({state: position for position, state in enumerate(STATE_ORDER)},
                       value=Submission.state, else_=len(STATE_ORDER)),
         "level": Submission.escalation_level,
@@ -196,7 +196,10 @@ def _order(query: TableQuery):
     first = column.desc() if query.descending else column.asc()
     if query.sort_key == "submitted":
         first = first.nulls_last()  # not submitted yet: at the end either way
-    return [first, by_name, Submission.id] if query.sort_key != "name" else [first, Submission.id]
+    if query.sort_key == "name":
+        # Along the unique index (programme_id, name): the first page reads 50 partners, not all.
+        return [first, Partner.id.desc() if query.descending else Partner.id]
+    return [first, Partner.name, Partner.id]
 
 
 def partner_table(uow: UnitOfWork, cycle_id: int, query: TableQuery, *,
@@ -233,7 +236,7 @@ def partner_table(uow: UnitOfWork, cycle_id: int, query: TableQuery, *,
                Submission.reminders_paused, Submission.paused_until, Submission.non_reporting,
                overdue.label("overdue"))
         .join(Partner, Partner.id == Submission.partner_id)
-        .where(*conditions).order_by(*_order(query))
+        .where(Partner.programme_id == cycle.programme_id, *conditions).order_by(*_order(query))
         .limit(PAGE_SIZE).offset((query.page - 1) * PAGE_SIZE)).all()
     rows = [TableRow(id=r.id, partner_id=r.partner_id, partner_name=r.name, kind=str(r.kind),
                      state=str(SubmissionState(r.state)), escalation_level=r.escalation_level,

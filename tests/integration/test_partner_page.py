@@ -10,7 +10,7 @@ from datetime import date, time
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from infra.mail import format_datetime
 from tests.integration.conftest import berlin
@@ -20,7 +20,7 @@ from tests.support.sign_in import signed_in_client
 from web import create_app
 from workflow.cycles import open_cycle
 from workflow.member_parts import complete_member_part, save_member_part
-from workflow.models import (Attachment, Contact, ContactRole, MemberPart, Notification, Partner,
+from workflow.models import (Attachment, Contact, Event, MemberPart, Notification, Partner,
                              Submission)
 from workflow.partners import ensure_programme, import_partners
 from workflow.policy import END_OF_DAY, ReportingPolicy
@@ -182,7 +182,8 @@ def test_the_timeline_lists_events_and_mails_newest_first(world):
     assert "vorgeschlagene Frist: 30.06.2027" in timeline
     [invitation] = sent_mails(w, submission_id=w["sid"], rung="invitation")
     assert invitation.status == "sent"
-    assert f'href="/mails/{invitation.id}"' in timeline and "E-Mail versendet: Einladung" in timeline
+    assert f'href="/mails/{invitation.id}"' in timeline
+    assert "E-Mail versendet: Einladung" in timeline
     [receipt] = sent_mails(w, submission_id=w["sid"], email="receipt")
     assert f'href="/mails/{receipt.id}"' in timeline
 
@@ -315,3 +316,40 @@ def test_the_dashboard_pages_are_valid_html_in_both_languages(world, tmp_path):
     assert 'lang="en"' in english and "Contacts" in english and "30 June 2027" in english
     problems = [m for m in nu_check(files) if m.type != "info" or m.is_warning]
     assert not problems, "\n".join(map(str, problems))
+
+
+def statements_for(w, path) -> int:
+    engine, seen = w["services"].database.engine, []
+
+    def count(*_args):
+        seen.append(1)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert w["client"].get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_the_page_asks_the_same_few_queries_however_long_its_history(world):
+    w = world
+    path = f"/submissions/{w['gid']}"
+    before = statements_for(w, path)
+    with w["services"].database.unit_of_work() as uow:  # a third member and a long history
+        group = uow.session.get(Submission, w["gid"])
+        for name in ("Stadt Essen", "Stadt Dortmund"):
+            member = Partner(programme_id=group.partner.programme_id, name=name, kind="kommune",
+                             group_id=group.partner_id)
+            uow.session.add(member)
+            uow.session.flush()
+            uow.session.add(MemberPart(submission_id=group.id, partner_id=member.id,
+                                       answers=dict(VALID_ANSWERS)))
+        for n in range(30):
+            uow.session.add(Event(cycle_id=group.cycle_id, submission_id=group.id,
+                                  kind="member_part_saved", at=berlin(date(2027, 3, 7)),
+                                  actor="member", payload={"member": f"Stadt {n}"}))
+        uow.commit()
+    html = page_of(w, w["gid"])
+    assert "Stadt Dortmund" in html and "4 von 4 Mitgliedern" in html
+    assert statements_for(w, path) == before < 20
