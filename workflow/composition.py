@@ -129,9 +129,18 @@ def receipt(facts: MailFacts) -> dict:
     from workflow.reporting import answer_sections
     context = _about_the_report(facts)
     context["answer_sections"] = answer_sections(facts.uow, facts.submission, facts.language)
+    context["member_totals"] = _member_totals(facts)
     if facts.link:
         context["print_url"] = facts.link + "/print"
     return context
+
+
+def _member_totals(facts: MailFacts) -> list[dict]:
+    """A group partner's members' figures summed into its report; [] for a partner alone."""
+    from workflow.partner_page import member_totals
+    return [{"label": total.label(facts.language), "value": total.value(facts.language),
+             "contributors": total.contributors, "members": total.members}
+            for total in member_totals(facts.uow, facts.submission)]
 
 
 @composes("returned")
@@ -139,6 +148,11 @@ def returned(facts: MailFacts) -> dict:
     from workflow.review import comment_labels
     return {**_about_the_report(facts), "comments": facts.submission.review_comments or {},
             "comment_labels": comment_labels(facts.uow, facts.submission, facts.language)}
+
+
+@composes("link_resent")
+def link_resent(facts: MailFacts) -> dict:
+    return {**_about_the_report(facts), "awaiting": facts.submission.state in AWAITING_REPORT}
 
 
 @composes("extension_request")

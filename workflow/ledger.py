@@ -213,6 +213,25 @@ def queue_immediate(uow: UnitOfWork, submission: Submission, email: str, now: da
     return row
 
 
+def next_ladder_mail(uow: UnitOfWork, submission_id: int) -> Notification | None:
+    """The submission's next planned mail of its ladder (not a member's own invitation)."""
+    return uow.session.scalars(
+        select(Notification)
+        .where(Notification.submission_id == submission_id,
+               Notification.member_part_id.is_(None),
+               Notification.status == NotificationStatus.PLANNED,
+               Notification.needs_open_report.is_(True))
+        .order_by(Notification.due_at, Notification.seq, Notification.id).limit(1)).first()
+
+
+def queue_now(uow: UnitOfWork, row: Notification, now: datetime, *, wall: datetime):
+    """A planned mail becomes due now and goes to the outbox in this transaction (a
+    coordinator's "escalate now"); dispatched after commit like every queued row."""
+    apply(row, LedgerMove.QUEUE, due_at=now, not_before=wall, dispatched_at=wall)
+    uow.session.flush()
+    uow.dispatch([row.id], as_of=now)
+
+
 def cancel_open_rungs(uow: UnitOfWork, submission_id: int, reason: str) -> int:
     """A settled submission's planned rungs will never be sent (queued ones are re-checked)."""
     return uow.session.execute(

@@ -79,6 +79,7 @@ def submit_report(uow: UnitOfWork, submission_id: int, *, expected_version: int,
         raise InvalidInput(partner_message("members_missing", language, n=len(waiting),
                               names=", ".join(waiting)))
     submission.paused_until = None
+    submission.review_comments = None  # a returned report's comments were answered by this one
     return apply_action(uow, submission.id, Action.SUBMIT, now=now, actor=actor)
 
 

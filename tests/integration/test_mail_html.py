@@ -2,9 +2,10 @@
 
 A year is rehearsed on SQLite with a real SMTP server: invitations (a group partner's members
 included), reminders, the overdue ladder up to the coordinators' notice, a receipt, a return, an
-extension granted and one refused, both kinds of intent. The kinds to cover are the folders of
-templates/email/, so a new kind of mail cannot escape the check. Coordinators are always written
-to in German; for them the context the pipeline composed is rendered once more in English.
+extension granted and one refused, both kinds of intent, a link resent by a coordinator. The
+kinds to cover are the folders of templates/email/, so a new kind of mail cannot escape the
+check. Coordinators are always written to in German; for them the context the pipeline composed
+is rendered once more in English.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from infra.mail import EmailRenderer
 from tests.integration.conftest import berlin
 from tests.support.nu_checker import nu_check
 from tests.support.report import VALID_ANSWERS, load_shipped_template
+from workflow.coordination import resend_link
 from workflow.cycles import get_programme, open_cycle
 from workflow.models import Notification, Partner, Submission
 from workflow.partners import ensure_programme, import_partners
@@ -127,6 +129,9 @@ def rehearse_a_year(services):
     sid, _ = submission_of(services, "Kreis Lippe")
     at(services, berlin(date(2027, 3, 5), 9), declare_intent, sid, actor="partner",
        intent="cannot_report", reason="Die Stelle ist unbesetzt.")
+    for name in ("Stadt Ahlen", "Caritas & Diakonie Bonn"):  # a coordinator resends the link
+        sid, _ = submission_of(services, name)
+        at(services, berlin(date(2027, 3, 5), 9), resend_link, sid, actor="koordination")
     sid, _ = submission_of(services, "Uniklinik Aachen")
     at(services, berlin(date(2027, 3, 5), 9), declare_intent, sid, actor="partner",
        intent="will_submit_by", until=date(2027, 5, 20), reason="Umzug der Verwaltung.")
