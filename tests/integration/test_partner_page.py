@@ -241,11 +241,13 @@ def test_an_attachment_downloads_byte_identical_with_safe_headers(world):
 
     with w["services"].database.unit_of_work() as uow:  # a type that a browser would run
         uow.session.execute(update(Attachment).where(Attachment.id == w["attachment_id"])
-                            .values(content_type="text/html"))
+                            .values(content_type="text/html", filename='Köln "neu".pdf'))
         storage_key = uow.session.get(Attachment, w["attachment_id"]).storage_key
         uow.commit()
     with w["client"].get(f"/attachments/{w['attachment_id']}") as risky:
         assert risky.headers["Content-Type"] == "application/octet-stream" and risky.data == PDF
+    assert risky.headers["Content-Disposition"] == (
+        "attachment; filename=\"Koln \\\"neu\\\".pdf\"; filename*=UTF-8''K%C3%B6ln%20%22neu%22.pdf")
     (w["services"].settings.uploads_dir / storage_key).unlink()
     assert w["client"].get(f"/attachments/{w['attachment_id']}").status_code == 404
 
@@ -302,7 +304,8 @@ def test_the_dashboard_pages_are_valid_html_in_both_languages(world, tmp_path):
     paths = {"table": f"/cycles/{w['cycle_id']}/partners",
              "table_filtered": f"/cycles/{w['cycle_id']}/partners?q=stadt&sort=-state&overdue=1",
              "partner": f"/submissions/{w['sid']}", "group": f"/submissions/{w['gid']}",
-             "mail": f"/mails/{invitation.id}", "not_found": "/submissions/999999"}
+             "mail": f"/mails/{invitation.id}", "not_found": "/submissions/999999",
+             "print": f"/r/{w['group_token']}/print"}
     files = []
     for language in ("de", "en"):
         with w["client"].session_transaction() as session:
