@@ -1,12 +1,12 @@
-"""The coordinators' start page and the overview of one cycle (read side: workflow.cycle_overview)."""
+"""The coordinators' start page and one cycle's overview (read side: workflow.cycle_overview)."""
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, url_for
 from flask_babel import get_locale
+from markupsafe import Markup
 from flask_babel import gettext as _
 
 from infra.mail import format_datetime
@@ -46,13 +46,19 @@ def cycle(cycle_id: int):
         head = cycle_head(uow, cycle_id)
         if head is None:
             abort(404)
-        version = overview_version(uow, head, now)
-        overview = _cache().get(cycle_id, version, lambda: cycle_overview(uow, cycle_id, now))
-    overview = replace(overview, cycle=head)  # the cycle's own flags always as they are now
-    chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
-    return render_template("cycle.html", o=overview, cycle=head, chart=chart, now=now,
-                           version=version,
-                           chart_days=table_days(overview.burn_up, overview.last_year))
+        version = overview_version(uow, cycle_id, now)
+
+        def figures() -> Markup:
+            # Rendered with autoescaping like any template, then kept until the version changes.
+            overview = _cache().get(cycle_id, version, lambda: cycle_overview(uow, cycle_id, now))
+            chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
+            return Markup(render_template(
+                "_cycle_figures.html", o=overview, cycle=head, chart=chart,
+                chart_days=table_days(overview.burn_up, overview.last_year)))
+
+        language = str(get_locale() or "de")
+        html = _cache().get((cycle_id, language), version, figures)
+    return render_template("cycle.html", cycle=head, figures=html, now=now, version=version)
 
 
 @bp.get("/cycles/<int:cycle_id>/live")
@@ -61,10 +67,9 @@ def live(cycle_id: int):
     """What the page polls: a version that changes when any of its figures may have changed."""
     services = services_of(current_app)
     with services.database.unit_of_work() as uow:
-        head = cycle_head(uow, cycle_id)
-        if head is None:
-            abort(404)
-        version = overview_version(uow, head, utcnow())
+        version = overview_version(uow, cycle_id, utcnow())
+    if version is None:
+        abort(404)
     response = jsonify(version=version)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import and_, case, func, literal, or_, select, text
 from sqlalchemy.orm import aliased
 
 from workflow.cycles import policy_of, submitted_share
@@ -24,8 +24,12 @@ from workflow.policy import Audience, ReportingPolicy, effective_deadline
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.uow import UnitOfWork
 
+RECENT_EVENTS = 1000
 LIST_LIMIT = 20  # the latest entries shown per list; the counts are always complete
 PLANNED_DAYS = 7
+# Statuses as literals, so that PostgreSQL's prepared plans still use the partial indexes on them.
+PLANNED_ROWS = text("notification.status = 'planned'")
+QUEUED_ROWS = text("notification.status = 'queued'")
 WITHIN_DAYS = 7  # "submitted within a week of receiving the mail"
 
 
@@ -243,13 +247,15 @@ class CycleOverview:
 
 def _heads(uow: UnitOfWork, *where) -> list[CycleHead]:
     rows = uow.session.execute(
-        select(Cycle, Programme).join(Programme, Programme.id == Cycle.programme_id).where(*where)
+        select(Cycle.id, Cycle.programme_id, Programme.name, Programme.policy, Cycle.year,
+               Cycle.opens_on, Cycle.due_on, Cycle.state, Cycle.reminders_paused)
+        .join(Programme, Programme.id == Cycle.programme_id).where(*where)
         .order_by(Cycle.year.desc(), Programme.id, Cycle.id)).all()
-    return [CycleHead(id=cycle.id, programme_id=programme.id, programme_name=programme.name,
-                      year=cycle.year, opens_on=cycle.opens_on, due_on=cycle.due_on,
-                      effective_due_on=effective_deadline(policy_of(programme), cycle.due_on),
-                      state=str(cycle.state), reminders_paused=cycle.reminders_paused)
-            for cycle, programme in rows]
+    return [CycleHead(id=r.id, programme_id=r.programme_id, programme_name=r.name, year=r.year,
+                      opens_on=r.opens_on, due_on=r.due_on,
+                      effective_due_on=effective_deadline(ReportingPolicy.from_dict(r.policy),
+                                                          r.due_on),
+                      state=str(r.state), reminders_paused=r.reminders_paused) for r in rows]
 
 
 def cycle_head(uow: UnitOfWork, cycle_id: int) -> CycleHead | None:
@@ -272,13 +278,15 @@ def cycle_overview(uow: UnitOfWork, cycle_id: int, now: datetime) -> CycleOvervi
     if last_year_id is not None:
         last = cycle_head(uow, last_year_id)
         last_year = burn_up(uow, last, policy, today=None)
+    counts = state_counts(uow, cycle_id, policy, today)
     return CycleOverview(
-        cycle=head, today=today, counts=state_counts(uow, cycle_id, policy, today),
+        cycle=head, today=today, counts=counts,
         burn_up=burn_up(uow, head, policy, today=today), last_year=last_year,
         planned=planned_mails(uow, cycle_id, policy, today),
         failed=failed_mails(uow, cycle_id), bouncing=bouncing_contacts(uow, cycle_id),
         outbox=outbox_pause(uow), extensions=pending_extensions(uow, cycle_id),
-        intents=declared_intents(uow, cycle_id), non_reporting=flagged_partners(uow, cycle_id),
+        intents=declared_intents(uow, cycle_id),
+        non_reporting=flagged_partners(uow, cycle_id, counts.non_reporting),
         rungs=rung_effects(uow, cycle_id))
 
 
@@ -344,8 +352,7 @@ def planned_mails(uow: UnitOfWork, cycle_id: int, policy: ReportingPolicy,
     bucket = _hour_bucket(uow, Notification.due_at)
     rows = uow.session.execute(
         select(bucket, Notification.rung, func.min(Notification.email), func.count())
-        .where(Notification.cycle_id == cycle_id,
-               Notification.status.in_([NotificationStatus.PLANNED, NotificationStatus.QUEUED]),
+        .where(Notification.cycle_id == cycle_id, or_(PLANNED_ROWS, QUEUED_ROWS),
                Notification.due_at >= start, Notification.due_at < end)
         .group_by(bucket, Notification.rung)).all()
     counts: dict[tuple[date, str], int] = defaultdict(int)
@@ -365,18 +372,23 @@ def rung_order(rung: str) -> tuple[int, int]:
     return order.get(name, 4), -days if name == "reminder" else days
 
 
+def _listing(uow: UnitOfWork, query, order, make) -> Listing:
+    """The first LIST_LIMIT rows of ``query`` in ``order`` and how many there are, in one query."""
+    rows = uow.session.execute(query.add_columns(func.count().over().label("total"))
+                               .order_by(*order).limit(LIST_LIMIT)).all()
+    return Listing(rows[0].total if rows else 0, [make(row) for row in rows])
+
+
 def failed_mails(uow: UnitOfWork, cycle_id: int) -> Listing:
-    where = (Notification.cycle_id == cycle_id, Notification.status == NotificationStatus.FAILED)
-    count = uow.session.scalar(select(func.count()).select_from(Notification).where(*where))
-    rows = uow.session.execute(
-        select(Notification.id, Notification.submission_id, Partner.name, Notification.rung,
-               Notification.last_error)
-        .outerjoin(Submission, Submission.id == Notification.submission_id)
-        .outerjoin(Partner, Partner.id == Submission.partner_id)
-        .where(*where).order_by(Notification.id.desc()).limit(LIST_LIMIT)).all() if count else []
-    return Listing(count or 0, [
-        FailedMail(notification_id=r[0], submission_id=r[1], partner_name=r[2], rung=r[3],
-                   error=EMAIL_ADDRESS.sub("<address>", r[4] or "")[:300]) for r in rows])
+    query = (select(Notification.id, Notification.submission_id, Partner.name, Notification.rung,
+                    Notification.last_error)
+             .outerjoin(Submission, Submission.id == Notification.submission_id)
+             .outerjoin(Partner, Partner.id == Submission.partner_id)
+             .where(Notification.cycle_id == cycle_id,
+                    Notification.status == NotificationStatus.FAILED))
+    return _listing(uow, query, [Notification.id.desc()], lambda r: FailedMail(
+        notification_id=r[0], submission_id=r[1], partner_name=r[2], rung=r[3],
+        error=EMAIL_ADDRESS.sub("<address>", r[4] or "")[:300]))
 
 
 def bouncing_contacts(uow: UnitOfWork, cycle_id: int) -> Listing:
@@ -391,12 +403,10 @@ def bouncing_contacts(uow: UnitOfWork, cycle_id: int) -> Listing:
              .join(Submission, and_(Submission.partner_id == reporter.id,
                                     Submission.cycle_id == cycle_id))
              .where(Contact.bounced_at.is_not(None)))
-    count = uow.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = uow.session.execute(query.order_by(Contact.bounced_at.desc(), Contact.id.desc())
-                               .limit(LIST_LIMIT)).all() if count else []
-    return Listing(count or 0, [
-        BouncingContact(submission_id=r[0], partner_name=r[1], role=str(r[2]), email=r[3],
-                        bounced_at=r[4], reason=(r[5] or "")[:300]) for r in rows])
+    return _listing(uow, query, [Contact.bounced_at.desc(), Contact.id.desc()],
+                    lambda r: BouncingContact(submission_id=r[0], partner_name=r[1],
+                                              role=str(r[2]), email=r[3], bounced_at=r[4],
+                                              reason=(r[5] or "")[:300]))
 
 
 def outbox_pause(uow: UnitOfWork) -> OutboxPause:
@@ -409,17 +419,15 @@ def outbox_pause(uow: UnitOfWork) -> OutboxPause:
 
 
 def pending_extensions(uow: UnitOfWork, cycle_id: int) -> Listing:
-    where = (Submission.cycle_id == cycle_id, ExtensionRequest.status == ExtensionStatus.PENDING)
-    base = select(ExtensionRequest, Partner.name).join(
-        Submission, Submission.id == ExtensionRequest.submission_id).join(
-        Partner, Partner.id == Submission.partner_id).where(*where)
-    count = uow.session.scalar(select(func.count()).select_from(base.subquery()))
-    rows = uow.session.execute(base.order_by(ExtensionRequest.created_at, ExtensionRequest.id)
-                               .limit(LIST_LIMIT)).all() if count else []
-    return Listing(count or 0, [
-        PendingExtension(request_id=r.id, submission_id=r.submission_id, partner_name=name,
-                         proposed_due=r.proposed_due, reason=r.reason, created_at=r.created_at)
-        for r, name in rows])
+    query = (select(ExtensionRequest.id, ExtensionRequest.submission_id, Partner.name,
+                    ExtensionRequest.proposed_due, ExtensionRequest.reason,
+                    ExtensionRequest.created_at)
+             .join(Submission, Submission.id == ExtensionRequest.submission_id)
+             .join(Partner, Partner.id == Submission.partner_id)
+             .where(Submission.cycle_id == cycle_id,
+                    ExtensionRequest.status == ExtensionStatus.PENDING))
+    return _listing(uow, query, [ExtensionRequest.created_at, ExtensionRequest.id],
+                    lambda r: PendingExtension(*r[:6]))
 
 
 def declared_intents(uow: UnitOfWork, cycle_id: int) -> Listing:
@@ -427,33 +435,32 @@ def declared_intents(uow: UnitOfWork, cycle_id: int) -> Listing:
     latest = (select(func.max(Event.id).label("id"))
               .where(Event.cycle_id == cycle_id, Event.kind == EventKind.INTENT_DECLARED)
               .group_by(Event.submission_id).subquery())
-    base = (select(Event.submission_id, Partner.name, Event.payload, Event.at)
-            .join(latest, latest.c.id == Event.id)
-            .join(Submission, Submission.id == Event.submission_id)
-            .join(Partner, Partner.id == Submission.partner_id)
-            .where(Submission.state.in_([str(s) for s in AWAITING_REPORT])))
-    count = uow.session.scalar(select(func.count()).select_from(base.subquery()))
-    rows = uow.session.execute(base.order_by(Event.id.desc()).limit(LIST_LIMIT)).all() \
-        if count else []
-    intents = []
-    for submission_id, name, payload, at in rows:
-        payload = payload or {}
+    query = (select(Event.submission_id, Partner.name, Event.payload, Event.at)
+             .join(latest, latest.c.id == Event.id)
+             .join(Submission, Submission.id == Event.submission_id)
+             .join(Partner, Partner.id == Submission.partner_id)
+             .where(Submission.state.in_([str(s) for s in AWAITING_REPORT])))
+
+    def intent(row) -> DeclaredIntent:
+        payload = row.payload or {}
         until = payload.get("until")
-        intents.append(DeclaredIntent(
-            submission_id=submission_id, partner_name=name, intent=payload.get("intent", ""),
-            until=date.fromisoformat(until) if until else None,
-            reason=payload.get("reason") or "", at=at))
-    return Listing(count or 0, intents)
+        return DeclaredIntent(submission_id=row.submission_id, partner_name=row.name,
+                              intent=payload.get("intent", ""),
+                              until=date.fromisoformat(until) if until else None,
+                              reason=payload.get("reason") or "", at=row.at)
+    return _listing(uow, query, [Event.id.desc()], intent)
 
 
-def flagged_partners(uow: UnitOfWork, cycle_id: int) -> Listing:
-    where = (Submission.cycle_id == cycle_id, Submission.non_reporting.is_(True))
-    count = uow.session.scalar(select(func.count()).select_from(Submission).where(*where))
+def flagged_partners(uow: UnitOfWork, cycle_id: int, count: int) -> Listing:
+    """The first partners flagged non-reporting, by name (``count`` comes from state_counts)."""
+    if not count:
+        return Listing(0, [])
     rows = uow.session.execute(
         select(Submission.id, Partner.name, Submission.state, Submission.escalation_level)
-        .join(Partner, Partner.id == Submission.partner_id).where(*where)
-        .order_by(Partner.name).limit(LIST_LIMIT)).all() if count else []
-    return Listing(count or 0, [FlaggedPartner(r[0], r[1], str(r[2]), r[3]) for r in rows])
+        .join(Partner, Partner.id == Submission.partner_id)
+        .where(Submission.cycle_id == cycle_id, Submission.non_reporting.is_(True))
+        .order_by(Partner.name).limit(LIST_LIMIT)).all()
+    return Listing(count, [FlaggedPartner(r[0], r[1], str(r[2]), r[3]) for r in rows])
 
 
 def rung_effects(uow: UnitOfWork, cycle_id: int) -> list[RungEffect]:
@@ -461,10 +468,10 @@ def rung_effects(uow: UnitOfWork, cycle_id: int) -> list[RungEffect]:
     first submitted within seven days after it left (one grouped query)."""
     first = first_submissions(cycle_id)
     gap = _days_after(uow, first.c.first_at, Notification.sent_at)
-    within = case((and_(gap >= 0, gap <= WITHIN_DAYS), Notification.submission_id))
+    # Counted per ledger row: a partner gets a rung twice only for two deadlines (an extension).
+    within = case((and_(gap >= 0, gap <= WITHIN_DAYS), 1), else_=0)
     rows = uow.session.execute(
-        select(Notification.rung, func.min(Notification.email),
-               func.count(Notification.submission_id.distinct()), func.count(within.distinct()))
+        select(Notification.rung, func.min(Notification.email), func.count(), func.sum(within))
         .outerjoin(first, first.c.submission_id == Notification.submission_id)
         .where(Notification.cycle_id == cycle_id,
                Notification.status == NotificationStatus.SENT,
@@ -472,7 +479,8 @@ def rung_effects(uow: UnitOfWork, cycle_id: int) -> list[RungEffect]:
                Notification.audience != Audience.COORDINATORS,
                Notification.submission_id.is_not(None))
         .group_by(Notification.rung)).all()
-    effects = [RungEffect(rung=r, email=e, received=n, submitted_within=w) for r, e, n, w in rows]
+    effects = [RungEffect(rung=r, email=e, received=n, submitted_within=w or 0)
+               for r, e, n, w in rows]
     return sorted(effects, key=lambda effect: rung_order(effect.rung))
 
 
@@ -523,38 +531,62 @@ def cycle_summaries(uow: UnitOfWork, now: datetime) -> list[CycleSummary]:
 
 # Freshness ---------------------------------------------------------------------------------------
 
-def overview_version(uow: UnitOfWork, cycle: CycleHead | None, now: datetime) -> str:
-    """Changes whenever a figure of the page may have changed: every change of a submission and
-    every mail sent, failed or bounced writes an event of the cycle; the cycle's pause, the
-    outbox's pause and the day (the seven days ahead, what counts as overdue) are added. Index
-    lookups only. ``cycle`` None: the start page (every cycle)."""
-    session = uow.session
-    if cycle is None:
-        last_event = session.scalar(select(func.max(Event.id)))
-    else:
-        last_event = session.scalar(select(func.max(Event.id)).where(Event.cycle_id == cycle.id))
-    outbox = session.execute(select(Outbox.paused_since, Outbox.paused_until)
-                             .where(Outbox.id == OUTBOX_ID)).first()
-    paused = "-".join(f"{v:%Y%m%d%H%M%S}" if v else "" for v in (outbox or (None, None)))
+def overview_version(uow: UnitOfWork, cycle_id: int | None, now: datetime) -> str | None:
+    """Changes whenever a figure of the page may have changed; None for an unknown cycle.
+
+    Every change a page shows writes an event (a submission's move, a mail sent, failed or
+    bounced, a contact edited or erased), so the log's newest id stands for them, with how many
+    events lie in its last thousand ids (a transaction that took its id earlier but committed
+    later still changes the version). Events of other cycles change it too: the figures are then
+    computed once more, which is cheap beside missing a change. The cycle's pause, the outbox's
+    pause and the day (the seven days ahead, what counts as overdue) are added. One query of
+    primary-key lookups. ``cycle_id`` None: the start page."""
+    newest = select(func.max(Event.id)).scalar_subquery()
+    outbox = select(Outbox).where(Outbox.id == OUTBOX_ID)
+    columns = [newest,
+               select(func.count()).where(Event.id > newest - RECENT_EVENTS).scalar_subquery(),
+               outbox.with_only_columns(Outbox.paused_since).scalar_subquery(),
+               outbox.with_only_columns(Outbox.paused_until).scalar_subquery()]
+    if cycle_id is not None:
+        columns.append(select(Cycle.reminders_paused).where(Cycle.id == cycle_id)
+                       .scalar_subquery())
+    row = uow.session.execute(select(*columns)).one()
+    if cycle_id is not None and row[4] is None:
+        return None
+    paused = "-".join(_instant_key(value) for value in row[2:4])
     # The policies' zone (Europe/Berlin) turns the day over: the figures hold for a day.
     day = now.astimezone(ReportingPolicy().zone).date()
-    held = "p" if cycle is not None and cycle.reminders_paused else ""
-    return f"{last_event or 0}.{paused}.{day:%Y%m%d}{held}"
+    held = "p" if cycle_id is not None and row[4] else ""
+    return f"{row[0] or 0}.{row[1]}.{paused}.{day:%Y%m%d}{held}"
+
+
+def _instant_key(value) -> str:
+    """A pause instant as text (a scalar subquery gives SQLite's stored text, PostgreSQL's
+    datetime)."""
+    if value is None:
+        return ""
+    return "".join(ch for ch in str(value) if ch.isdigit())[:14]
 
 
 class OverviewCache:
-    """The figures of each page, kept until its version changes (one per web process)."""
+    """The figures of each page, kept until its version changes (one cache per web process).
+    When they are stale, one request computes them while the others for the same page wait."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._entries: dict[object, tuple[str, object]] = {}
+        self._computing: dict[object, threading.Lock] = {}
 
     def get(self, key, version: str, compute):
-        with self._lock:
-            entry = self._entries.get(key)
+        entry = self._entries.get(key)
         if entry is not None and entry[0] == version:
             return entry[1]
-        value = compute()
         with self._lock:
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == version:
+                return entry[1]
+            value = compute()
             self._entries[key] = (version, value)
-        return value
+            return value

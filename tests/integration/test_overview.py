@@ -65,11 +65,11 @@ def open_year(services, year, opens, due):
 
 def scripted_cycle(services, smtp):
     """Eight partners. 2026: three submitted on days 3, 10 and 10. 2027 (opened 1 Feb):
-    P0 submits two days after the invitation; P1's only address refuses
-    the invitation (a failed mail and a bouncing contact); P2 submits on day 14 and is accepted;
-    P3 submits three days after reminder-14 (returned and resubmitted later: counted once);
-    P4 submits 7.5 days after it; P5 asks for an extension, P6 (markup in its name) declares it cannot report;
-    P7 is exempted. A last sweep after overdue-30 flags P1, P5 and P6 as non-reporting."""
+    P0 submits two days after the invitation; P1's only address refuses the invitation (a
+    failed mail and a bouncing contact); P2 submits on day 14 and is accepted; P3 submits three
+    days after reminder-14 (returned and resubmitted later: counted once); P4 submits 7.5 days
+    after it; P5 asks for an extension; P6 (markup in its name) declares it cannot report; P7 is
+    exempted. A last sweep after overdue-30 flags P1, P5 and P6 as non-reporting."""
     programme_id = seed_programme(services, partners=8)
     with services.database.unit_of_work() as uow:
         load_shipped_template(uow, get_programme(uow), year=2026)

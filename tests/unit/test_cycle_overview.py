@@ -2,10 +2,11 @@
 series and the chart's geometry."""
 from __future__ import annotations
 
+import threading
 from datetime import date
 
 from web.charts import burn_up_chart, nice_ceiling, step_points, table_days
-from workflow.cycle_overview import BurnUp, overdue_cutoff, rung_order
+from workflow.cycle_overview import BurnUp, OverviewCache, overdue_cutoff, rung_order
 from workflow.policy import ReportingPolicy
 
 POLICY = ReportingPolicy()
@@ -75,3 +76,39 @@ def test_the_chart_without_last_year_or_submissions():
 
 def test_the_data_table_lists_every_rise_and_the_deadline():
     assert table_days(burn([(2, 1), (14, 4)]), burn([(3, 2), (14, 5)])) == [2, 3, 14, 40]
+
+
+def test_the_figures_are_computed_once_per_version():
+    cache, calls = OverviewCache(), []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert [cache.get(7, "v1", compute) for _ in range(3)] == [1, 1, 1]
+    assert cache.get(7, "v2", compute) == 2 and cache.get(8, "v2", compute) == 3
+    assert cache.get(7, "v2", compute) == 2 and len(calls) == 3
+
+
+def test_requests_waiting_for_stale_figures_share_one_computation():
+    cache, calls, started = OverviewCache(), [], threading.Event()
+    release = threading.Event()
+
+    def slow():
+        calls.append(1)
+        started.set()
+        release.wait(5)
+        return "figures"
+
+    results = []
+    first = threading.Thread(target=lambda: results.append(cache.get(1, "v", slow)))
+    first.start()
+    started.wait(5)
+    others = [threading.Thread(target=lambda: results.append(cache.get(1, "v", slow)))
+              for _ in range(3)]
+    for thread in others:
+        thread.start()
+    release.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert results == ["figures"] * 4 and len(calls) == 1
