@@ -210,6 +210,14 @@ def member_totals(uow: UnitOfWork, submission: Submission) -> list[GroupTotal]:
 def partner_page(uow: UnitOfWork, submission_id: int, *, language: str,
                  now: datetime) -> PartnerPage | None:
     """Everything the coordinators' page about one submission shows; None if there is none."""
+    # template_of remembers the form on a submission that has none yet: reading must not write
+    # that (an UPDATE would wait for a partner saving at the same moment), so nothing is flushed.
+    with uow.session.no_autoflush:
+        return _partner_page(uow, submission_id, language=language, now=now)
+
+
+def _partner_page(uow: UnitOfWork, submission_id: int, *, language: str,
+                  now: datetime) -> PartnerPage | None:
     session = uow.session
     found = session.execute(
         select(Submission, Partner, Cycle)
