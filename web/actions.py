@@ -21,7 +21,7 @@ from workflow.coordination import (BULK_ACTIONS, MAX_BULK, ROLES, ContactProblem
                                    pause_cycle, pause_reminders, remove_contact, resend_link,
                                    review_questions, selection, submission_facts, unexempt)
 from workflow.cycles import get_programme
-from workflow.errors import DomainError, InvalidInput, NotFound
+from workflow.errors import DomainError, IllegalTransition, InvalidInput, NotFound
 from workflow.models import utcnow
 from workflow.programmes import coordinators_of, set_coordinators
 from workflow.requests import decide_extension
@@ -61,6 +61,9 @@ DOMAIN_MESSAGES = (
 
 def said(error: Exception) -> str:
     """A domain refusal in the page's language (as it is when the catalogue does not know it)."""
+    if isinstance(error, IllegalTransition):  # most often a page older than the report's state
+        return _("Das ist im jetzigen Zustand des Berichts nicht möglich. Bitte laden Sie die "
+                 "Seite neu.")
     text = error.args[0] if error.args else str(error)
     return gettext(text) if isinstance(text, str) else str(error)
 
@@ -129,8 +132,7 @@ def return_(submission_id):
     facts = _read(submission_facts, submission_id)
     sections = _read(review_questions, submission_id, language)
     if request.method == "GET":
-        comments = facts.review_comments if facts.state == "returned" else {}
-        return _return_page(facts, sections, comments, error=None)
+        return _return_page(facts, sections, {}, error=None)
     comments = {"_general": request.form.get("comment__general", "")}
     comments.update({q["id"]: request.form.get(f"comment_{q['id']}", "")
                      for section in sections for q in section["questions"]})

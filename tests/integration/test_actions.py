@@ -161,7 +161,9 @@ def test_a_report_is_returned_with_a_comment_per_field_and_the_comments_go_on_re
     assert MARKUP in mail.get_body(("plain",)).get_content()
     assert "&lt;script&gt;" in mail.get_body(("html",)).get_content()
     again = desk.client.get(f"/submissions/{sid}/return").get_data(as_text=True)
-    assert "&lt;script&gt;alert" in again and "<script>alert" not in again
+    assert "Nur ein eingereichter Bericht" in again and 'name="comment__general"' not in again
+    twice = desk.post(f"/submissions/{sid}/return", comment__general="Noch einmal")
+    assert twice.status_code == 303 and [c for c, _ in flashes(desk.client)] == ["error"]
     submit(desk, sid)
     assert desk.submission(sid).review_comments is None
 
