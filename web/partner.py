@@ -10,7 +10,8 @@ from flask_babel import gettext as _
 from web import services_of
 from workflow.cycles import policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
-from workflow.models import Attachment, Contact, ContactRole, utcnow
+from workflow.models import Attachment, utcnow
+from workflow.partner_page import member_totals
 from workflow.policy import effective_deadline
 from workflow.report_form import changes, check, jumps, parse_date, read_form, text_in
 from workflow.member_parts import complete_member_part, member_progress, save_member_part
@@ -20,7 +21,7 @@ from workflow.reporting import (add_attachment, answers_for_form, attachment_nam
                                 previous_answers, save_draft, start_report, submit_report)
 from workflow.requests import declare_intent, request_extension
 from workflow.states import awaits_report
-from workflow.submissions import LinkExpired, coordinators_for, resolve_link
+from workflow.submissions import LinkExpired, coordinators_for, open_link
 
 bp = Blueprint("partner", __name__, url_prefix="/r")
 
@@ -35,7 +36,7 @@ def too_many_failed_lookups(error):
 def _load(uow, token, *, lead_only=False):
     """The submission behind the link; a member's link also sets ``g.part`` (its own part)."""
     try:
-        submission, g.part = resolve_link(uow, token, now=utcnow())
+        submission, g.part, contact_language = open_link(uow, token, now=utcnow())
     except LinkExpired as expired:
         g.coordinators = coordinators_for(uow, expired.submission_id,
                                           services_of(current_app).settings.coordinator_emails)
@@ -49,15 +50,8 @@ def _load(uow, token, *, lead_only=False):
     if lead_only and g.part is not None:
         abort(404)
     if "lang" not in session:
-        partner_id = g.part.partner_id if g.part is not None else submission.partner_id
-        g.contact_language = uow.session.scalars(select_language(partner_id)).first() or "de"
+        g.contact_language = contact_language or "de"
     return submission
-
-
-def select_language(partner_id):
-    from sqlalchemy import select
-    return select(Contact.language).where(Contact.partner_id == partner_id,
-                                          Contact.role == ContactRole.REPORTING).limit(1)
 
 
 def language() -> str:
@@ -65,13 +59,14 @@ def language() -> str:
     return str(get_locale() or "de")
 
 
-def _summary(uow, submission):
+def _summary(uow, submission, *, members=False):
+    """What every partner page shows; ``members``: the group members' progress too."""
     policy = policy_of(submission.cycle.programme)
     part = g.get("part")
     return {"partner": part.partner.name if part else submission.partner.name,
             "group": submission.partner.name if part else None,
             "part_done": bool(part and part.completed_at),
-            "members": member_progress(uow, submission) if part is None else [],
+            "members": member_progress(uow, submission) if members and part is None else [],
             "year": submission.cycle.year,
             "programme": submission.cycle.programme.name,
             "deadline": effective_deadline(policy, submission.due_on),
@@ -84,7 +79,8 @@ def _summary(uow, submission):
 def show(token):
     with services_of(current_app).database.unit_of_work() as uow:
         submission = _load(uow, token)
-        return render_template("partner.html", token=token, **_summary(uow, submission))
+        return render_template("partner.html", token=token,
+                               **_summary(uow, submission, members=True))
 
 
 @bp.post("/<token>/start")
@@ -100,17 +96,26 @@ def start(token):
 
 
 def _render_form(uow, submission, token, answers, *, errors=None, prefilled=False, status=200,
-                 conflict=False):
-    template = template_of(uow, submission)
+                 conflict=False, template=None):
+    template = template or template_of(uow, submission)
     lang = language()
     errors = errors or {}
     ordered = [(q, errors[q.id]) for q in template.questions if q.id in errors]
     return render_template(
-        "form.html", token=token, template=template, answers=answers, errors=errors,
-        error_list=ordered, lang=lang, t=lambda labels: text_in(labels, lang),
+        "form.html", token=token, template=template, texts=template.texts(lang),
+        answers=answers, errors=errors, error_list=ordered, lang=lang,
+        t=lambda labels: text_in(labels, lang),
         version=g.part.version if g.get("part") else submission.version, prefilled=prefilled,
         conflict=conflict,
-        files=attachment_names(uow, submission.id), **_summary(uow, submission)), status
+        files=_file_names(uow, submission.id, template, answers),
+        **_summary(uow, submission)), status
+
+
+def _file_names(uow, submission_id, template, answers) -> dict[str, str]:
+    """The names of the uploaded files the answers point to (no query when none does)."""
+    if not any(answers.get(q.id) for q in template.questions if q.type == "file"):
+        return {}
+    return attachment_names(uow, submission_id)
 
 
 @bp.get("/<token>/form")
@@ -123,9 +128,10 @@ def form(token):
             answers, prefilled, saved = g.part.answers or {}, False, g.part.answers
         else:
             (answers, prefilled), saved = answers_for_form(uow, submission), submission.answers
-        errors = check(template_of(uow, submission), answers, complete=False,
-                       language=language()) if saved else {}
-        return _render_form(uow, submission, token, answers, errors=errors, prefilled=prefilled)
+        template = template_of(uow, submission)
+        errors = check(template, answers, complete=False, language=language()) if saved else {}
+        return _render_form(uow, submission, token, answers, errors=errors, prefilled=prefilled,
+                            template=template)
 
 
 @bp.post("/<token>/form")
@@ -222,7 +228,7 @@ def review(token):
             t=lambda labels: text_in(labels, lang), previous=previous,
             changed={q.id for q in changes(template, answers, previous)},
             warnings=jumps(template, answers, previous, lang), version=submission.version,
-            files=attachment_names(uow, submission.id), **_summary(uow, submission))
+            files=_file_names(uow, submission.id, template, answers), **_summary(uow, submission))
 
 
 @bp.post("/<token>/submit")
@@ -265,7 +271,7 @@ def print_view(token):
         return render_template(
             "print.html", template=template, answers=submission.answers or {}, lang=lang,
             t=lambda labels: text_in(labels, lang), files=attachment_names(uow, submission.id),
-            **_summary(uow, submission))
+            totals=member_totals(uow, submission), **_summary(uow, submission))
 
 
 @bp.get("/<token>/files/<int:attachment_id>")

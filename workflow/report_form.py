@@ -115,6 +115,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class QuestionText:
+    """A question's fixed wording in one language (label, help, each option's label)."""
+    label: str
+    help: str
+    options: tuple[tuple[str, str], ...]  # (value, label)
+
+
+@dataclass(frozen=True)
 class ReportTemplateDef:
     programme: str
     year: int
@@ -124,10 +132,23 @@ class ReportTemplateDef:
     rules: tuple[Rule, ...] = ()
     intro: dict | None = None
     by_id: dict = field(default_factory=dict, compare=False, repr=False)
+    _texts: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def questions(self) -> list[Question]:
         return [q for s in self.sections for q in s.questions]
+
+    def texts(self, language: str) -> dict[str, QuestionText]:
+        """Each question's wording in ``language`` (question id -> text), worked out once: the
+        form shows every label, help and option on every page view."""
+        found = self._texts.get(language)
+        if found is None:
+            found = {q.id: QuestionText(text_in(q.label, language), text_in(q.help, language),
+                                        tuple((o["value"], text_in(o["label"], language))
+                                              for o in q.options))
+                     for q in self.questions}
+            self._texts[language] = found
+        return found
 
     def question(self, question_id: str) -> Question | None:
         return self.by_id.get(question_id)

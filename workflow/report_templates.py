@@ -81,4 +81,21 @@ def template_of(uow: UnitOfWork, submission: Submission) -> ReportTemplateDef:
     if row is None:
         raise NotFound(f"Für {submission.cycle.year} ist noch keine Berichtsvorlage hinterlegt.")
     submission.template_id = row.id
-    return ReportTemplateDef.from_dict(row.definition)
+    return _parsed(row)
+
+
+# A stored template never changes (load_template refuses new content under an old version), so
+# each row is checked and parsed once per process, not on every page. The key names the row in
+# whichever database it lives (tests open many in one process).
+_PARSED: dict[tuple, ReportTemplateDef] = {}
+
+
+def _parsed(row: ReportTemplate) -> ReportTemplateDef:
+    key = (row.id, row.programme_id, row.year, row.version, row.created_at)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        parsed = ReportTemplateDef.from_dict(row.definition)
+        if len(_PARSED) >= 256:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed

@@ -6,12 +6,14 @@ import secrets
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from workflow.cycles import plan_rungs_for_submission, policy_of
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.ledger import cancel_open_rungs, queue_immediate
-from workflow.models import AccessToken, Event, MemberPart, Submission, utcnow
+from workflow.models import (AccessToken, Contact, ContactRole, Cycle, Event, MemberPart,
+                             Submission, utcnow)
 from workflow.policy import effective_deadline, send_instant
 from workflow.programmes import coordinator_addresses
 from workflow.states import SETTLED, Action, awaits_report, transition
@@ -131,17 +133,36 @@ def issue_link_token(uow: UnitOfWork, submission: Submission, *, notification_id
 
 def resolve_link(uow: UnitOfWork, token: str, *, now: datetime):
     """The submission a personal link opens, and the member part if it is a member's link."""
+    submission, part, _ = open_link(uow, token, now=now)
+    return submission, part
+
+
+def open_link(uow: UnitOfWork, token: str, *, now: datetime):
+    """``resolve_link`` and the language of the reporting contact of the partner the link is for
+    (None if it has none): in one query, since every partner page needs the partner, the cycle,
+    its programme's policy and the page's language."""
     if not token or len(token) > 100:
         raise NotFound("Unbekannter Link.")
     row = uow.session.execute(
-        select(AccessToken.submission_id, AccessToken.expires_at, AccessToken.member_part_id)
+        select(AccessToken.expires_at, AccessToken.member_part_id, Submission,
+               _reporting_language(Submission.partner_id).scalar_subquery().label("language"))
+        .join(Submission, Submission.id == AccessToken.submission_id)
+        .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
+                 joinedload(Submission.partner))
         .where(AccessToken.token_hash == hash_token(token))).first()
     if row is None:
         raise NotFound("Unbekannter Link.")
     if row.expires_at < now:
-        raise LinkExpired("Dieser Link ist abgelaufen.", submission_id=row.submission_id)
-    part = uow.session.get(MemberPart, row.member_part_id) if row.member_part_id else None
-    return load_submission(uow, row.submission_id), part
+        raise LinkExpired("Dieser Link ist abgelaufen.", submission_id=row.Submission.id)
+    if not row.member_part_id:
+        return row.Submission, None, row.language
+    part = uow.session.get(MemberPart, row.member_part_id)
+    return row.Submission, part, uow.session.scalars(_reporting_language(part.partner_id)).first()
+
+
+def _reporting_language(partner_id):
+    return select(Contact.language).where(Contact.partner_id == partner_id,
+                                          Contact.role == ContactRole.REPORTING).limit(1)
 
 
 def submission_for_token(uow: UnitOfWork, token: str, *, now: datetime) -> Submission:
