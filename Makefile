@@ -42,6 +42,7 @@ test: system-deps $(STAMP)
 bench: system-deps $(STAMP)
 	BENCH_COMMAND="make bench" $(BIN)/python bench/run.py
 	$(BIN)/python bench/throttle.py
+	BENCH_COMMAND="make bench" $(BIN)/python bench/pages.py
 
 clean:
 	rm -rf $(VENV) instance *.egg-info
