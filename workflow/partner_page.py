@@ -345,6 +345,7 @@ class MailCopy:
     subject: str | None
     recipients: list[str]
     text: str | None  # None: sent before copies were kept, or not sent
+    error: str | None  # why it failed, if it did
 
     @property
     def has_copy(self) -> bool:
@@ -368,4 +369,5 @@ def mail_copy(uow: UnitOfWork, notification_id: int) -> MailCopy | None:
         mail_kind=mail.email, rung=mail.rung, status=str(mail.status),
         sent_at=_local(mail.sent_at, zone), message_id=mail.message_id,
         subject=mail.sent_subject, recipients=list(mail.sent_to or []),
-        text=blank_personal_links(mail.sent_text) if mail.sent_text is not None else None)
+        text=blank_personal_links(mail.sent_text) if mail.sent_text is not None else None,
+        error=blank_personal_links(mail.last_error) if mail.last_error else None)

@@ -187,6 +187,18 @@ def test_the_timeline_lists_events_and_mails_newest_first(world):
     [receipt] = sent_mails(w, submission_id=w["sid"], email="receipt")
     assert f'href="/mails/{receipt.id}"' in timeline
 
+    [returned] = sent_mails(w, submission_id=w["sid"], email="returned")
+    with w["services"].database.unit_of_work() as uow:  # as if the server had refused it
+        uow.session.execute(update(Notification).where(Notification.id == returned.id).values(
+            status="failed", sent_at=None, sent_text=None,
+            last_error="554 <anna@example.org> refused for /r/abcdefghijklmnop"))
+        uow.commit()
+    timeline = section(page_of(w, w["sid"]), "timeline")
+    assert "E-Mail fehlgeschlagen: Rückgabe zur Überarbeitung</a> – 554 &lt;anna@example.org&gt;" \
+        in timeline and "abcdefghijklmnop" not in timeline
+    failed = w["client"].get(f"/mails/{returned.id}").get_data(as_text=True)
+    assert "nicht versendet" in failed and "554 &lt;anna@example.org&gt; refused for /r/…" in failed
+
 
 def test_a_sent_mail_opens_as_it_left_without_a_working_link(world):
     w = world
