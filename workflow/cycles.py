@@ -10,8 +10,8 @@ from sqlalchemy import and_, func, insert, literal, select
 
 from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
-from workflow.models import (Cycle, Event, MemberPart, Notification, NotificationStatus, Partner,
-                             Programme, Submission, UTCDateTime)
+from workflow.models import (Cycle, CycleState, Event, MemberPart, Notification,
+                             NotificationStatus, Partner, Programme, Submission, UTCDateTime)
 from workflow.ledger import (plan_cycle_notice, plan_member_invitations, plan_rung_for_cycle,
                              plan_submission_rung)
 from workflow.policy import (ReportingPolicy, effective_deadline, month_day, plan_cycle_rungs,
@@ -62,26 +62,31 @@ def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetim
                actor: str = "system") -> Cycle:
     """Open the cycle of ``year``: one submission per active partner and its whole ladder planned.
 
+    A cycle planned ahead for the year opens with its own dates (unless others are given).
     A cycle never invites to a form that does not exist: without a template for the year, the
     latest earlier one is carried forward (an event says so), and with none at all it refuses.
     """
     if not 2000 <= year <= 2100:
         raise InvalidInput(f"Ungültiges Berichtsjahr: {year}.")
     policy = policy_of(programme)
-    opens_on = opens_on or month_day(policy.cycle_opens, year)
-    due_on = due_on or month_day(policy.cycle_due, year)
+    uow.lock(f"open-cycle:{programme.id}")
+    planned = uow.session.scalars(select(Cycle).where(Cycle.programme_id == programme.id,
+                                                      Cycle.year == year)).first()
+    if planned is not None and planned.state != CycleState.PLANNED:
+        raise InvalidInput(f"Der Berichtszyklus {year} ist bereits geöffnet.")
+    opens_on = opens_on or (planned.opens_on if planned else month_day(policy.cycle_opens, year))
+    due_on = due_on or (planned.due_on if planned else month_day(policy.cycle_due, year))
     if due_on <= opens_on:
         raise InvalidInput(f"Die Frist ({due_on:%d.%m.%Y}) muss nach der Öffnung "
                            f"({opens_on:%d.%m.%Y}) liegen.")
-    uow.lock(f"open-cycle:{programme.id}")
-    exists = uow.session.scalar(select(Cycle.id).where(Cycle.programme_id == programme.id,
-                                                       Cycle.year == year))
-    if exists:
-        raise InvalidInput(f"Der Berichtszyklus {year} ist bereits geöffnet.")
     session = uow.session
     template, carried_from = template_for_new_cycle(uow, programme, year, now=now)
-    cycle = Cycle(programme_id=programme.id, year=year, opens_on=opens_on, due_on=due_on)
-    session.add(cycle)
+    if planned is None:
+        cycle = Cycle(programme_id=programme.id, year=year, opens_on=opens_on, due_on=due_on)
+        session.add(cycle)
+    else:
+        cycle = planned
+        cycle.opens_on, cycle.due_on, cycle.state = opens_on, due_on, CycleState.OPEN
     session.flush()
     if carried_from is not None:
         session.add(Event(cycle_id=cycle.id, kind=EventKind.TEMPLATE_CARRIED_FORWARD, at=now,
@@ -204,38 +209,54 @@ def cycle_status(uow: UnitOfWork, cycle: Cycle) -> CycleStatus:
 
 
 def open_due_cycles(uow: UnitOfWork, now: datetime) -> list[Cycle]:
-    """Open this year's cycle of every programme whose policy says it opens by now (idempotent).
+    """Open every cycle due by now (idempotent): a cycle planned ahead on its own opening day,
+    else this year's cycle of every programme whose policy says it opens by now.
 
-    A programme whose cycle cannot open (no report template, say) is logged and left closed; it
-    never keeps the other programmes' cycles from opening, nor the sweep that follows.
+    A late run opens a cycle as of today (reminders already past are left out). A cycle whose
+    deadline has passed is left to a coordinator. A programme whose cycle cannot open (no report
+    template, say) is logged and left closed; it never keeps the other programmes' cycles from
+    opening, nor the sweep that follows.
     """
     opened = []
     for programme in uow.session.scalars(select(Programme).order_by(Programme.id)).all():
         policy = policy_of(programme)
         today = now.astimezone(policy.zone).date()
+        planned = uow.session.execute(select(Cycle.year, Cycle.opens_on).where(
+            Cycle.programme_id == programme.id, Cycle.state == CycleState.PLANNED,
+            Cycle.opens_on <= today, Cycle.due_on > today).order_by(Cycle.year)).all()
+        for year, opens_on in planned:
+            cycle = _open_on_schedule(uow, programme, year, now,
+                                      opens_on=today if today > opens_on else None)
+            if cycle is not None:
+                opened.append(cycle)
         if not policy.auto_open or today < month_day(policy.cycle_opens, today.year):
             continue
         uow.lock(f"open-cycle:{programme.id}")
         if uow.session.scalar(select(Cycle.id).where(Cycle.programme_id == programme.id,
                                                      Cycle.year == today.year)):
-            continue
+            continue  # open already, or planned ahead with dates of its own
         if month_day(policy.cycle_due, today.year) <= today:
             continue  # the whole cycle would already be over: a coordinator opens it by hand
-        # Counted as open_cycle counts: group members report through their group partner.
-        if not uow.session.scalar(select(func.count()).select_from(Partner).where(
-                Partner.programme_id == programme.id, Partner.active.is_(True),
-                Partner.group_id.is_(None))):
-            continue
-        try:
-            with uow.session.begin_nested():  # a refusal undoes only this programme's part
-                cycle = open_cycle(uow, programme, today.year, now=now, opens_on=today
-                                   if today > month_day(policy.cycle_opens, today.year) else None,
-                                   actor="scheduler")
-        except DomainError as exc:
-            log.warning("cycle %s of programme %r not opened: %s", today.year, programme.slug, exc)
-            continue
-        opened.append(cycle)
+        cycle = _open_on_schedule(uow, programme, today.year, now, opens_on=today
+                                  if today > month_day(policy.cycle_opens, today.year) else None)
+        if cycle is not None:
+            opened.append(cycle)
     return opened
+
+
+def _open_on_schedule(uow: UnitOfWork, programme: Programme, year: int, now: datetime, *,
+                      opens_on: date | None) -> Cycle | None:
+    # Counted as open_cycle counts: group members report through their group partner.
+    if not uow.session.scalar(select(func.count()).select_from(Partner).where(
+            Partner.programme_id == programme.id, Partner.active.is_(True),
+            Partner.group_id.is_(None))):
+        return None
+    try:
+        with uow.session.begin_nested():  # a refusal undoes only this programme's part
+            return open_cycle(uow, programme, year, now=now, opens_on=opens_on, actor="scheduler")
+    except DomainError as exc:
+        log.warning("cycle %s of programme %r not opened: %s", year, programme.slug, exc)
+        return None
 
 
 def set_policy(uow: UnitOfWork, programme: Programme, settings: dict) -> ReportingPolicy:

@@ -44,3 +44,12 @@ class EventKind(StrEnum):
     CONTACT_ERASED = "contact_erased"  # a contact's data was erased; history keeps a pseudonym
     RETENTION_APPLIED = "retention_applied"  # programme-wide: old send logs and links removed
     MEMBER_PART_REOPENED = "member_part_reopened"  # a finished member part was opened again
+    CYCLE_PLANNED = "cycle_planned"  # a coordinator set up a cycle ahead; payload: year, dates
+    CYCLE_CHANGED = "cycle_changed"  # the dates of a planned cycle changed; payload: old, new
+    POLICY_CHANGED = "policy_changed"  # programme-wide: the ladder changed; payload: old, new
+    TEMPLATE_LOADED = "template_loaded"  # programme-wide: a report form version; payload: year
+    PARTNER_CREATED = "partner_created"  # programme-wide; payload: partner_id, name
+    PARTNER_CHANGED = "partner_changed"  # programme-wide; payload: partner_id, changes (old, new)
+    PARTNER_DEACTIVATED = "partner_deactivated"  # not invited to cycles that open from now on
+    PARTNER_REACTIVATED = "partner_reactivated"  # invited again to cycles that open from now on
+    PARTNERS_IMPORTED = "partners_imported"  # programme-wide: a CSV; payload: created, updated

@@ -70,6 +70,7 @@ class ContactRole(StrEnum):
 
 
 class CycleState(StrEnum):
+    PLANNED = "planned"  # set up ahead: dates may change; no submissions or mails until it opens
     OPEN = "open"
     CLOSED = "closed"
 
