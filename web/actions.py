@@ -10,7 +10,6 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
 from flask_babel import get_locale, gettext, lazy_gettext, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
-from werkzeug.routing import BuildError
 
 from web import local_path, services_of
 from web.auth import login_required
@@ -19,6 +18,7 @@ from workflow.coordination import (BULK_ACTIONS, MAX_BULK, ROLES, ContactProblem
                                    cycle_facts,
                                    escalate_now, exempt, extension_facts, partner_contacts,
                                    pause_cycle, pause_reminders, remove_contact, resend_link,
+                                   resume_cycle, resume_reminders,
                                    review_questions, selection, submission_facts, unexempt)
 from workflow.cycles import get_programme
 from workflow.errors import DomainError, IllegalTransition, InvalidInput, NotFound
@@ -90,18 +90,11 @@ def _read(query: Callable, *args, **kwargs):
 
 
 def submission_page(submission_id: int) -> str:
-    """The partner page (engineer B's); the start page until that page exists."""
-    try:
-        return url_for("submissions.page", submission_id=submission_id)
-    except BuildError:
-        return url_for("overview.index")
+    return url_for("submissions.page", submission_id=submission_id)
 
 
 def cycle_page(cycle_id: int) -> str:
-    try:
-        return url_for("overview.cycle", cycle_id=cycle_id)
-    except BuildError:
-        return url_for("overview.index")
+    return url_for("overview.cycle", cycle_id=cycle_id)
 
 
 def _one_click(submission_id: int, use_case: Callable, success: str, **kwargs):
@@ -224,29 +217,31 @@ def pause(submission_id):
 @bp.post("/submissions/<int:submission_id>/resume")
 @login_required
 def resume(submission_id):
-    return _one_click(submission_id, pause_reminders,
-                      _("Die Erinnerungen an diesen Partner laufen wieder."), paused=False)
+    return _one_click(submission_id, resume_reminders,
+                      _("Die Erinnerungen an diesen Partner laufen wieder."))
 
 
 @bp.route("/cycles/<int:cycle_id>/pause", methods=["GET", "POST"], endpoint="pause_cycle")
 @login_required
-def pause_cycle_(cycle_id):
+def pause_whole_cycle(cycle_id):
     cycle = _read(cycle_facts, cycle_id)
     if request.method == "GET":
         return render_template("action_pause_cycle.html", cycle=cycle, back=cycle_page(cycle_id))
-    return _cycle_action(cycle_id, True, _("Alle Erinnerungen dieses Zyklus sind pausiert."))
+    return _cycle_action(cycle_id, pause_cycle,
+                         _("Alle Erinnerungen dieses Zyklus sind pausiert."))
 
 
-@bp.post("/cycles/<int:cycle_id>/resume")
+@bp.post("/cycles/<int:cycle_id>/resume", endpoint="resume_cycle")
 @login_required
-def resume_cycle(cycle_id):
-    return _cycle_action(cycle_id, False, _("Die Erinnerungen dieses Zyklus laufen wieder; "
-                                            "Fälliges wird nachgeholt."))
+def resume_whole_cycle(cycle_id):
+    return _cycle_action(cycle_id, resume_cycle,
+                         _("Die Erinnerungen dieses Zyklus laufen wieder; Fälliges wird "
+                           "nachgeholt."))
 
 
-def _cycle_action(cycle_id: int, paused: bool, success: str):
+def _cycle_action(cycle_id: int, use_case: Callable, success: str):
     try:
-        _run(pause_cycle, cycle_id, paused=paused)
+        _run(use_case, cycle_id)
     except NotFound:
         abort(404)
     except DomainError as refusal:
@@ -338,10 +333,7 @@ def bulk_(cycle_id):
 
 
 def _table_page(cycle_id: int) -> str:
-    try:
-        return url_for("submissions.table", cycle_id=cycle_id)
-    except BuildError:
-        return url_for("overview.index")
+    return url_for("submissions.table", cycle_id=cycle_id)
 
 
 # Contacts ----------------------------------------------------------------------------------------

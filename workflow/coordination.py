@@ -120,6 +120,11 @@ def pause_reminders(uow: UnitOfWork, submission_id: int, *, now: datetime, actor
     return submission
 
 
+def resume_reminders(uow: UnitOfWork, submission_id: int, *, now: datetime,
+                     actor: str) -> Submission:
+    return pause_reminders(uow, submission_id, now=now, actor=actor, paused=False)
+
+
 def pause_cycle(uow: UnitOfWork, cycle_id: int, *, now: datetime, actor: str,
                 paused: bool = True) -> Cycle:
     """Stop (or let go again) every reminder of a cycle; answers and notices still go."""
@@ -136,6 +141,10 @@ def pause_cycle(uow: UnitOfWork, cycle_id: int, *, now: datetime, actor: str,
                           else EventKind.REMINDERS_RESUMED, payload={"scope": "cycle"}))
     uow.session.flush()
     return cycle
+
+
+def resume_cycle(uow: UnitOfWork, cycle_id: int, *, now: datetime, actor: str) -> Cycle:
+    return pause_cycle(uow, cycle_id, now=now, actor=actor, paused=False)
 
 
 # Bulk actions on a selection ---------------------------------------------------------------------
@@ -169,8 +178,7 @@ def bulk(uow: UnitOfWork, cycle_id: int, submission_ids: list[int], action: str,
     chosen = selection(uow, cycle_id, submission_ids)
     if not chosen:
         raise InvalidInput("Bitte wählen Sie mindestens einen Partner aus.")
-    use_case = {"pause": pause_reminders,
-                "resume": lambda *a, **k: pause_reminders(*a, paused=False, **k),
+    use_case = {"pause": pause_reminders, "resume": resume_reminders,
                 "resend_link": resend_link, "escalate": escalate_now}[action]
     done, refused = 0, []
     for submission_id, name in chosen:
@@ -253,7 +261,11 @@ def _check(uow: UnitOfWork, partner: Partner, data: ContactInput, *, other_than:
 
 def _contacts_changed(uow: UnitOfWork, partner: Partner, now: datetime, actor: str, **payload):
     # Addresses are personal data: the event names the contact and what changed, not the values.
+    # It sits in the timeline of the partner's latest submission, where coordinators look.
+    latest = _latest_submission(uow, partner.id)
     uow.session.add(Event(programme_id=partner.programme_id, at=now, actor=actor,
+                          cycle_id=latest.cycle_id if latest else None,
+                          submission_id=latest.id if latest else None,
                           kind=EventKind.CONTACTS_CHANGED,
                           payload={"partner_id": partner.id, **payload}))
     uow.session.flush()
@@ -422,6 +434,11 @@ def partner_contacts(uow: UnitOfWork, partner_id: int) -> tuple[str, list[Contac
 
 def current_submission_of(uow: UnitOfWork, partner_id: int) -> int | None:
     """The partner's submission in its latest cycle (to link back to its page)."""
-    return uow.session.scalar(
-        select(Submission.id).join(Cycle, Cycle.id == Submission.cycle_id)
-        .where(Submission.partner_id == partner_id).order_by(Cycle.year.desc()).limit(1))
+    latest = _latest_submission(uow, partner_id)
+    return latest.id if latest else None
+
+
+def _latest_submission(uow: UnitOfWork, partner_id: int):
+    return uow.session.execute(
+        select(Submission.id, Submission.cycle_id).join(Cycle, Cycle.id == Submission.cycle_id)
+        .where(Submission.partner_id == partner_id).order_by(Cycle.year.desc()).limit(1)).first()
