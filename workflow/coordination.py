@@ -336,6 +336,7 @@ class SubmissionFacts:
     escalation_level: int
     review_comments: dict
     next_rung: str | None = None
+    next_email: str | None = None  # the kind of mail the next rung sends
     next_rung_due: datetime | None = None
 
 
@@ -350,7 +351,8 @@ def submission_facts(uow: UnitOfWork, submission_id: int, *,
         effective_deadline(policy, submission.due_on), submission.reminders_paused,
         submission.cycle.reminders_paused, submission.escalation_level,
         dict(submission.review_comments or {}),
-        upcoming.rung if upcoming else None, upcoming.due_at if upcoming else None)
+        upcoming.rung if upcoming else None, upcoming.email if upcoming else None,
+        upcoming.due_at if upcoming else None)
 
 
 def review_questions(uow: UnitOfWork, submission_id: int, language: str) -> list[dict]:
