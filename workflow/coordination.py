@@ -226,6 +226,7 @@ class ContactProblems(InvalidInput):
 
 
 def contact_input(role: str, name: str, email: str, language: str) -> ContactInput:
+    """A contact as typed into the form, trimmed (whitespace inside a name collapsed)."""
     return ContactInput((role or "").strip(), " ".join((name or "").split()),
                         (email or "").strip(), (language or "de").strip())
 
@@ -273,6 +274,7 @@ def _contacts_changed(uow: UnitOfWork, partner: Partner, now: datetime, actor: s
 
 def add_contact(uow: UnitOfWork, partner_id: int, data: ContactInput, *, now: datetime,
                 actor: str) -> Contact:
+    """One more contact of a partner (several per role are fine, one address once per role)."""
     partner = _partner(uow, partner_id)
     _check(uow, partner, data, other_than=None)
     contact = Contact(partner_id=partner.id, role=ContactRole(data.role), name=data.name,
@@ -307,6 +309,7 @@ def change_contact(uow: UnitOfWork, partner_id: int, contact_id: int, data: Cont
 
 def remove_contact(uow: UnitOfWork, partner_id: int, contact_id: int, *, now: datetime,
                    actor: str):
+    """Remove a contact; a partner keeps at least one."""
     partner = _partner(uow, partner_id)
     contact = _contact(uow, partner, contact_id)
     others = uow.session.scalar(select(func.count()).select_from(Contact).where(
