@@ -13,8 +13,8 @@ from infra.mail import format_datetime
 from web import services_of
 from web.auth import login_required
 from web.charts import burn_up_chart, table_days
-from workflow.cycle_overview import (OverviewCache, cycle_head, cycle_overview, cycle_summaries,
-                                     overview_version)
+from workflow.cycle_overview import (OverviewCache, cycle_overview, cycle_page_state,
+                                     cycle_summaries, overview_version)
 from workflow.models import utcnow
 from workflow.policy import ReportingPolicy
 
@@ -33,7 +33,7 @@ def index():
     now = utcnow()
     with services.database.unit_of_work() as uow:
         version = overview_version(uow, None, now)
-        summaries = _cache().get(START_PAGE, version, lambda: cycle_summaries(uow, now))
+        _, summaries = _cache().get(START_PAGE, version, lambda: cycle_summaries(uow, now))
     return render_template("index.html", summaries=summaries, now=now)
 
 
@@ -43,22 +43,24 @@ def cycle(cycle_id: int):
     services = services_of(current_app)
     now = utcnow()
     with services.database.unit_of_work() as uow:
-        head = cycle_head(uow, cycle_id)
-        if head is None:
+        state = cycle_page_state(uow, cycle_id, now)
+        if state is None:
             abort(404)
-        version = overview_version(uow, cycle_id, now)
+        head, version = state
 
         def figures() -> Markup:
             # Rendered with autoescaping like any template, then kept until the version changes.
-            overview = _cache().get(cycle_id, version, lambda: cycle_overview(uow, cycle_id, now))
+            _, overview = _cache().get(cycle_id, version,
+                                       lambda: cycle_overview(uow, cycle_id, now))
             chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
             return Markup(render_template(
                 "_cycle_figures.html", o=overview, cycle=head, chart=chart,
                 chart_days=table_days(overview.burn_up, overview.last_year)))
 
         language = str(get_locale() or "de")
-        html = _cache().get((cycle_id, language), version, figures)
-    return render_template("cycle.html", cycle=head, figures=html, now=now, version=version)
+        shown, html = _cache().get((cycle_id, language), version, figures, stale_ok=True)
+    # ``shown`` is older than ``version`` only while another request computes the new figures.
+    return render_template("cycle.html", cycle=head, figures=html, now=now, version=shown)
 
 
 @bp.get("/cycles/<int:cycle_id>/live")

@@ -245,23 +245,43 @@ class CycleOverview:
     rungs: list[RungEffect]
 
 
+def _head_columns():
+    return (Cycle.id, Cycle.programme_id, Programme.name, Programme.policy, Cycle.year,
+            Cycle.opens_on, Cycle.due_on, Cycle.state, Cycle.reminders_paused)
+
+
+def _head(row) -> CycleHead:
+    return CycleHead(id=row.id, programme_id=row.programme_id, programme_name=row.name,
+                     year=row.year, opens_on=row.opens_on, due_on=row.due_on,
+                     effective_due_on=effective_deadline(ReportingPolicy.from_dict(row.policy),
+                                                         row.due_on),
+                     state=str(row.state), reminders_paused=row.reminders_paused)
+
+
 def _heads(uow: UnitOfWork, *where) -> list[CycleHead]:
     rows = uow.session.execute(
-        select(Cycle.id, Cycle.programme_id, Programme.name, Programme.policy, Cycle.year,
-               Cycle.opens_on, Cycle.due_on, Cycle.state, Cycle.reminders_paused)
-        .join(Programme, Programme.id == Cycle.programme_id).where(*where)
+        select(*_head_columns()).join(Programme, Programme.id == Cycle.programme_id).where(*where)
         .order_by(Cycle.year.desc(), Programme.id, Cycle.id)).all()
-    return [CycleHead(id=r.id, programme_id=r.programme_id, programme_name=r.name, year=r.year,
-                      opens_on=r.opens_on, due_on=r.due_on,
-                      effective_due_on=effective_deadline(ReportingPolicy.from_dict(r.policy),
-                                                          r.due_on),
-                      state=str(r.state), reminders_paused=r.reminders_paused) for r in rows]
+    return [_head(row) for row in rows]
 
 
 def cycle_head(uow: UnitOfWork, cycle_id: int) -> CycleHead | None:
     """The cycle's own facts (read afresh on every request); None for an unknown id."""
     heads = _heads(uow, Cycle.id == cycle_id)
     return heads[0] if heads else None
+
+
+def cycle_page_state(uow: UnitOfWork, cycle_id: int,
+                     now: datetime) -> tuple[CycleHead, str] | None:
+    """The cycle's own facts and the version of its figures, in one query (every request of the
+    overview asks for both); None for an unknown id."""
+    row = uow.session.execute(
+        select(*_head_columns(), *_version_columns())
+        .join(Programme, Programme.id == Cycle.programme_id).where(Cycle.id == cycle_id)).first()
+    if row is None:
+        return None
+    head = _head(row)
+    return head, _version(row[-4:], head.reminders_paused, now)
 
 
 def cycle_overview(uow: UnitOfWork, cycle_id: int, now: datetime) -> CycleOverview | None:
@@ -531,6 +551,15 @@ def cycle_summaries(uow: UnitOfWork, now: datetime) -> list[CycleSummary]:
 
 # Freshness ---------------------------------------------------------------------------------------
 
+def _version_columns():
+    newest = select(func.max(Event.id)).scalar_subquery()
+    outbox = select(Outbox).where(Outbox.id == OUTBOX_ID)
+    return (newest,
+            select(func.count()).where(Event.id > newest - RECENT_EVENTS).scalar_subquery(),
+            outbox.with_only_columns(Outbox.paused_since).scalar_subquery(),
+            outbox.with_only_columns(Outbox.paused_until).scalar_subquery())
+
+
 def overview_version(uow: UnitOfWork, cycle_id: int | None, now: datetime) -> str | None:
     """Changes whenever a figure of the page may have changed; None for an unknown cycle.
 
@@ -541,23 +570,22 @@ def overview_version(uow: UnitOfWork, cycle_id: int | None, now: datetime) -> st
     computed once more, which is cheap beside missing a change. The cycle's pause, the outbox's
     pause and the day (the seven days ahead, what counts as overdue) are added. One query of
     primary-key lookups. ``cycle_id`` None: the start page."""
-    newest = select(func.max(Event.id)).scalar_subquery()
-    outbox = select(Outbox).where(Outbox.id == OUTBOX_ID)
-    columns = [newest,
-               select(func.count()).where(Event.id > newest - RECENT_EVENTS).scalar_subquery(),
-               outbox.with_only_columns(Outbox.paused_since).scalar_subquery(),
-               outbox.with_only_columns(Outbox.paused_until).scalar_subquery()]
+    columns = list(_version_columns())
     if cycle_id is not None:
         columns.append(select(Cycle.reminders_paused).where(Cycle.id == cycle_id)
                        .scalar_subquery())
     row = uow.session.execute(select(*columns)).one()
     if cycle_id is not None and row[4] is None:
         return None
-    paused = "-".join(_instant_key(value) for value in row[2:4])
+    return _version(row[:4], bool(cycle_id is not None and row[4]), now)
+
+
+def _version(values, reminders_paused: bool, now: datetime) -> str:
+    newest, recent, paused_since, paused_until = values
+    paused = f"{_instant_key(paused_since)}-{_instant_key(paused_until)}"
     # The policies' zone (Europe/Berlin) turns the day over: the figures hold for a day.
     day = now.astimezone(ReportingPolicy().zone).date()
-    held = "p" if cycle_id is not None and row[4] else ""
-    return f"{row[0] or 0}.{row[1]}.{paused}.{day:%Y%m%d}{held}"
+    return f"{newest or 0}.{recent}.{paused}.{day:%Y%m%d}{'p' if reminders_paused else ''}"
 
 
 def _instant_key(value) -> str:
@@ -570,23 +598,29 @@ def _instant_key(value) -> str:
 
 class OverviewCache:
     """The figures of each page, kept until its version changes (one cache per web process).
-    When they are stale, one request computes them while the others for the same page wait."""
+
+    Stale figures are computed by one request at a time. ``stale_ok``: while another request
+    computes them, the previous figures are given at once, with their own version; the page
+    carries that version, so its next poll sees the newer one and fetches the page again."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._entries: dict[object, tuple[str, object]] = {}
         self._computing: dict[object, threading.Lock] = {}
 
-    def get(self, key, version: str, compute):
+    def get(self, key, version: str, compute, *, stale_ok: bool = False) -> tuple[str, object]:
+        """(the version of the figures given, the figures)."""
         entry = self._entries.get(key)
         if entry is not None and entry[0] == version:
-            return entry[1]
+            return entry
         with self._lock:
             computing = self._computing.setdefault(key, threading.Lock())
-        with computing:
+        if not computing.acquire(blocking=not (stale_ok and entry is not None)):
+            return entry
+        try:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] == version:
-                return entry[1]
-            value = compute()
-            self._entries[key] = (version, value)
-            return value
+            if entry is None or entry[0] != version:
+                entry = self._entries[key] = (version, compute())
+            return entry
+        finally:
+            computing.release()

@@ -85,9 +85,9 @@ def test_the_figures_are_computed_once_per_version():
         calls.append(1)
         return len(calls)
 
-    assert [cache.get(7, "v1", compute) for _ in range(3)] == [1, 1, 1]
-    assert cache.get(7, "v2", compute) == 2 and cache.get(8, "v2", compute) == 3
-    assert cache.get(7, "v2", compute) == 2 and len(calls) == 3
+    assert [cache.get(7, "v1", compute) for _ in range(3)] == [("v1", 1)] * 3
+    assert cache.get(7, "v2", compute) == ("v2", 2) and cache.get(8, "v2", compute) == ("v2", 3)
+    assert cache.get(7, "v2", compute) == ("v2", 2) and len(calls) == 3
 
 
 def test_requests_waiting_for_stale_figures_share_one_computation():
@@ -111,4 +111,22 @@ def test_requests_waiting_for_stale_figures_share_one_computation():
     release.set()
     for thread in [first, *others]:
         thread.join(5)
-    assert results == ["figures"] * 4 and len(calls) == 1
+    assert results == [("v", "figures")] * 4 and len(calls) == 1
+
+
+def test_while_new_figures_are_computed_others_get_the_previous_ones_with_their_version():
+    cache, started, release = OverviewCache(), threading.Event(), threading.Event()
+    cache.get(1, "v1", lambda: "old")
+
+    def slow():
+        started.set()
+        release.wait(5)
+        return "new"
+
+    computing = threading.Thread(target=lambda: cache.get(1, "v2", slow, stale_ok=True))
+    computing.start()
+    started.wait(5)
+    assert cache.get(1, "v2", slow, stale_ok=True) == ("v1", "old")
+    release.set()
+    computing.join(5)
+    assert cache.get(1, "v2", slow, stale_ok=True) == ("v2", "new")
