@@ -81,6 +81,9 @@ def template_of(uow: UnitOfWork, submission: Submission) -> ReportTemplateDef:
     if row is None:
         raise NotFound(f"Für {submission.cycle.year} ist noch keine Berichtsvorlage hinterlegt.")
     submission.template_id = row.id
+    # The session's identity map keeps a row only while something refers to it; a request asks
+    # for its template more than once (the view, then the use case), so keep it for the session.
+    uow.session.info.setdefault("report_templates", set()).add(row)
     return _parsed(row)
 
 
