@@ -9,9 +9,10 @@ A throwaway PostgreSQL (bench/servers.py) holds N partners (default 20,000) with
 cycle accepted and this year's cycle opened and past its deadline, its submissions in every state
 (drafts, submitted, accepted, returned, exempted, overdue at escalation levels 0–3, extension
 requests, failed mails). gunicorn runs as docker-compose.yml runs it (3 workers × 4 threads, Redis
-as broker and rate-limit store) on a free loopback port. Clients are threads with keep-alive
-`http.client` connections, 16 at once, each with its own session cookie (a partner's own link and
-draft; the coordinator signed in through `/login`), a fixed number of requests per endpoint.
+as broker and rate-limit store) on a free loopback port. 16 clients at once, threads in 4
+processes of their own, each with a keep-alive `http.client` connection and its own session
+cookie (a partner's own link and draft; the coordinator signed in through `/login`), send a fixed
+number of requests per endpoint.
 Rounds alternate (`/healthz`, then each endpoint, …); each figure is the median over the rounds of
 that round's p95 and of its ratio to that round's `/healthz` p95. Pages that answer 404 are
 reported as not built yet.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import multiprocessing
 import os
 import re
 import statistics
@@ -64,6 +66,7 @@ LAST_YEAR, YEAR = 2025, 2026  # this year's deadline has passed: there are overd
 PARTNERS = int(os.environ.get("BENCH_PARTNERS", "20000"))
 ROUNDS = max(3, int(os.environ.get("BENCH_ROUNDS", "3")))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "16"))
+PROCESSES = min(CLIENTS, 4)  # the clients' processes
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", str(CLIENTS * 30)))
 TARGET = 3.0
 COORDINATOR, PASSWORD = "koordination@example.org", "ein langes Passwort für den Benchmark"
@@ -128,7 +131,7 @@ def seed(pg: Postgres, database: str, env: dict) -> dict:
             drafts = uow.session.scalars(
                 select(Submission).where(Submission.cycle_id == cycles[YEAR],
                                          Submission.state == SubmissionState.DRAFT)
-                .order_by(Submission.id).offset(PARTNERS // 10).limit(CLIENTS)).all()
+                .order_by(Submission.id).offset(PARTNERS // 10).limit(CLIENTS + 1)).all()
             tokens = [issue_link_token(uow, submission, notification_id=None,
                                        now=datetime.now(UTC)) for submission in drafts]
             account = create_account(uow, COORDINATOR, "coordinator", now=datetime.now(UTC),
@@ -212,13 +215,14 @@ def start_gunicorn(env: dict, port: int, logfile: Path) -> subprocess.Popen:
 class Browser:
     """One client: a keep-alive connection and its cookies."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, cookies: dict | None = None):
         self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.cookies: dict[str, str] = {}
+        self.cookies: dict[str, str] = dict(cookies or {})
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                content_type: str | None = None) -> tuple[int, str, float]:
+                content_type: str | None = None, *,
+                keep_cookies: bool = True) -> tuple[int, str, float]:
         headers = {"Connection": "keep-alive"}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -237,7 +241,7 @@ class Browser:
             response = self.conn.getresponse()
             data = response.read()
         elapsed = time.perf_counter() - start
-        for header in response.headers.get_all("Set-Cookie") or []:
+        for header in (response.headers.get_all("Set-Cookie") or []) if keep_cookies else []:
             name, _, rest = header.partition("=")
             self.cookies[name.strip()] = rest.split(";", 1)[0]
         return response.status, data.decode("utf-8", "replace"), elapsed
@@ -245,10 +249,10 @@ class Browser:
     def get(self, path: str):
         return self.request("GET", path)
 
-    def post_form(self, path: str, fields: dict, *, multipart: bool = False):
+    def post_form(self, path: str, fields: dict, *, multipart: bool = False, **options):
         if not multipart:
             return self.request("POST", path, urlencode(fields, doseq=True).encode(),
-                                "application/x-www-form-urlencoded")
+                                "application/x-www-form-urlencoded", **options)
         boundary = uuid.uuid4().hex
         parts = []
         for name, value in fields.items():
@@ -257,7 +261,7 @@ class Browser:
                              f'\r\n\r\n{one}\r\n')
         parts.append(f"--{boundary}--\r\n")
         return self.request("POST", path, "".join(parts).encode(),
-                            f"multipart/form-data; boundary={boundary}")
+                            f"multipart/form-data; boundary={boundary}", **options)
 
 
 @dataclass
@@ -275,12 +279,19 @@ class Partner:
         self.csrf = CSRF.search(html).group(1)
         self.version = int(VERSION.search(html).group(1))
 
+    def read_form(self) -> tuple[int, float]:
+        status, _, elapsed = self.browser.get(f"/r/{self.token}/form")
+        return status, elapsed
+
     def save_draft(self) -> tuple[int, float]:
         # What the browser posts for "Entwurf speichern": every field of the form, multipart.
+        # The browser then follows the redirect, whose page takes the "saved" notice out of the
+        # session again: so the session cookie of the answer is not kept.
         status, _, elapsed = self.browser.post_form(
             f"/r/{self.token}/form", {"csrf_token": self.csrf, "version": self.version,
                                       "action": "save", **ANSWERS,
-                                      "staff_total": str(1000 + self.version)}, multipart=True)
+                                      "staff_total": str(1000 + self.version)},
+            multipart=True, keep_cookies=False)
         if status == 303:
             self.version += 1
         return status, elapsed
@@ -291,7 +302,6 @@ class Endpoint:
     name: str
     path: str
     expected: int
-    call: object  # (client index) -> (status, seconds)
     available: bool = True
     note: str = ""
 
@@ -312,71 +322,123 @@ class Batch:
         return len(self.latencies) / self.seconds
 
 
-def run_batch(endpoint: Endpoint, count: int) -> Batch:
-    """``count`` requests from CLIENTS threads at once, each on its own connection."""
-    shares = [count // CLIENTS + (1 if n < count % CLIENTS else 0) for n in range(CLIENTS)]
-    latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
-    errors: list[str] = []
-    go = threading.Barrier(CLIENTS + 1)
-
-    def client(index: int):
-        go.wait()
-        for _ in range(shares[index]):
-            try:
-                status, seconds = endpoint.call(index)
-            except Exception as exc:  # counted, and the run says so
-                errors.append(repr(exc))
-                continue
-            latencies[index].append(seconds)
-            if status != endpoint.expected:
-                errors.append(f"HTTP {status}")
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    go.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return Batch([s for one in latencies for s in one], time.perf_counter() - start, errors)
+def endpoint_list(cycle_id: int) -> list[Endpoint]:
+    table = f"/cycles/{cycle_id}/partners?overdue=1&sort=-level&page=3"
+    return [Endpoint("/healthz", "/healthz", 200),
+            Endpoint("P6 form GET", "/r/<token>/form", 200),
+            Endpoint("P6 draft POST", "/r/<token>/form (action=save)", 303),
+            Endpoint("P5 cycle overview", f"/cycles/{cycle_id}", 200),
+            Endpoint("P5 partner table", table, 200)]
 
 
-def endpoints(port: int, data: dict) -> list[Endpoint]:
-    health = [Browser(port) for _ in range(CLIENTS)]
-    partners = [Partner(Browser(port), token) for token in data["tokens"]]
-    for partner in partners:
-        partner.open_form()
+def client_calls(port: int, token: str, coordinator: dict, cycle_id: int) -> dict:
+    """One client's way of calling each endpoint: (status, seconds)."""
+    health, coordinating = Browser(port), Browser(port, coordinator)
+    partner = Partner(Browser(port), token)
+    partner.open_form()
+    table = f"/cycles/{cycle_id}/partners?overdue=1&sort=-level&page=3"
+
+    def get(browser, path):
+        def call():
+            status, _, seconds = browser.get(path)
+            return status, seconds
+        return call
+
+    return {"/healthz": get(health, "/healthz"), "P6 form GET": partner.read_form,
+            "P6 draft POST": partner.save_draft,
+            "P5 cycle overview": get(coordinating, f"/cycles/{cycle_id}"),
+            "P5 partner table": get(coordinating, table)}
+
+
+def client_process(pipe, port: int, tokens: list[str], coordinator: dict, cycle_id: int,
+                   expected: dict):
+    """A few clients in a process of their own (one Python process cannot keep 16 busy)."""
+    calls = [client_calls(port, token, coordinator, cycle_id) for token in tokens]
+    pipe.send("ready")
+    while (order := pipe.recv()) is not None:
+        name, shares = order
+        latencies, errors = [], []
+        go = threading.Barrier(len(calls))
+
+        def client(index: int):
+            go.wait()
+            for _ in range(shares[index]):
+                try:
+                    status, seconds = calls[index][name]()
+                except Exception as exc:  # counted, and the run says so
+                    errors.append(repr(exc))
+                    continue
+                latencies.append(seconds)
+                if status != expected[name]:
+                    errors.append(f"HTTP {status}")
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(len(calls))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        pipe.send((latencies, errors))
+
+
+class Clients:
+    """CLIENTS clients in PROCESSES processes, each client with its own connection, cookies and
+    partner; a batch runs ``count`` requests of one endpoint spread over all of them."""
+
+    def __init__(self, port: int, data: dict, coordinator: dict, found: list[Endpoint]):
+        context = multiprocessing.get_context("fork")
+        expected = {e.name: e.expected for e in found}
+        groups = [list(range(n, CLIENTS, PROCESSES)) for n in range(PROCESSES)]
+        self.sizes = [len(group) for group in groups]
+        self.pipes, self.processes = [], []
+        for group in groups:
+            mine, theirs = context.Pipe()
+            process = context.Process(target=client_process, args=(
+                theirs, port, [data["tokens"][i] for i in group], coordinator,
+                data["cycle_id"], expected), daemon=True)
+            process.start()
+            self.pipes.append(mine)
+            self.processes.append(process)
+        for pipe in self.pipes:
+            if pipe.recv() != "ready":
+                raise RuntimeError("a client process did not start")
+
+    def batch(self, name: str, count: int) -> Batch:
+        shares = [count // CLIENTS + (1 if n < count % CLIENTS else 0) for n in range(CLIENTS)]
+        start = time.perf_counter()
+        offset = 0
+        for pipe, size in zip(self.pipes, self.sizes):
+            pipe.send((name, shares[offset:offset + size]))
+            offset += size
+        latencies, errors = [], []
+        for pipe in self.pipes:
+            got, failed = pipe.recv()
+            latencies += got
+            errors += failed
+        return Batch(latencies, time.perf_counter() - start, errors)
+
+    def close(self):
+        for pipe in self.pipes:
+            pipe.send(None)
+        for process in self.processes:
+            process.join(30)
+
+
+def sign_in(port: int) -> dict:
     coordinator = Browser(port)
-    status, html, _ = coordinator.get("/login")
+    _, html, _ = coordinator.get("/login")
     status, _, _ = coordinator.post_form("/login", {"csrf_token": CSRF.search(html).group(1),
                                                     "email": COORDINATOR, "password": PASSWORD})
     if status != 303:
         raise RuntimeError(f"signing in answered {status}, not 303")
-    coordinators = [Browser(port) for _ in range(CLIENTS)]
-    for browser in coordinators:
-        browser.cookies = dict(coordinator.cookies)
+    return coordinator.cookies
 
-    def getter(browsers, path):
-        def call(index):
-            status, _, seconds = browsers[index].get(path)
-            return status, seconds
-        return call
 
-    cycle = data["cycle_id"]
-    table = f"/cycles/{cycle}/partners?overdue=1&sort=-level&page=3"
-    found = [
-        Endpoint("/healthz", "/healthz", 200, getter(health, "/healthz")),
-        Endpoint("P6 form GET", "/r/<token>/form", 200,
-                 lambda i: (lambda r: (r[0], r[2]))(partners[i].browser.get(
-                     f"/r/{partners[i].token}/form"))),
-        Endpoint("P6 draft POST", "/r/<token>/form (action=save)", 303,
-                 lambda i: partners[i].save_draft()),
-        Endpoint("P5 cycle overview", f"/cycles/{cycle}", 200,
-                 getter(coordinators, f"/cycles/{cycle}")),
-        Endpoint("P5 partner table", table, 200, getter(coordinators, table)),
-    ]
-    for endpoint in found:  # a probe: is the page there, and does it answer as it should?
-        status, _ = endpoint.call(0)
+def probe(port: int, data: dict, coordinator: dict) -> list[Endpoint]:
+    """Which pages are there and answer as they should (a page not built yet answers 404)."""
+    found = endpoint_list(data["cycle_id"])
+    calls = client_calls(port, data["tokens"][-1], coordinator, data["cycle_id"])
+    for endpoint in found:
+        status, _ = calls[endpoint.name]()
         if status == 404:
             endpoint.available, endpoint.note = False, "not built yet (404)"
         elif status != endpoint.expected:
@@ -436,19 +498,22 @@ def main():
             server.terminate()
             server.wait(30)
         exits.callback(stop_server)
-        found = endpoints(port, data)
+        coordinator = sign_in(port)
+        found = probe(port, data, coordinator)
         for endpoint in found:
             if not endpoint.available:
                 log(f"{endpoint.name} {endpoint.path}: {endpoint.note}")
         live = [e for e in found if e.available]
+        clients = Clients(port, data, coordinator, found)
+        exits.callback(clients.close)
         for endpoint in live:  # warm up: every worker has loaded templates and connections
-            run_batch(endpoint, CLIENTS * 3)
+            clients.batch(endpoint.name, CLIENTS * 3)
         batches: dict[str, list[Batch]] = {e.name: [] for e in live}
         busy_before = machine_busy()
         measured_from = time.perf_counter()
         for round_ in range(1, ROUNDS + 1):
             for endpoint in live:
-                batch = run_batch(endpoint, REQUESTS)
+                batch = clients.batch(endpoint.name, REQUESTS)
                 batches[endpoint.name].append(batch)
                 log(f"round {round_}: {endpoint.name:18} p95 {batch.p95 * 1000:7.1f} ms, "
                     f"median {statistics.median(batch.latencies) * 1000:6.1f} ms, "
