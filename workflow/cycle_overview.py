@@ -30,6 +30,7 @@ PLANNED_DAYS = 7
 # Statuses as literals, so that PostgreSQL's prepared plans still use the partial indexes on them.
 PLANNED_ROWS = text("notification.status = 'planned'")
 QUEUED_ROWS = text("notification.status = 'queued'")
+LADDER_DAYS = 42  # the default overdue ladder's length after the deadline (30 working days)
 WITHIN_DAYS = 7  # "submitted within a week of receiving the mail"
 
 
@@ -359,7 +360,10 @@ def burn_up(uow: UnitOfWork, head: CycleHead, policy: ReportingPolicy,
         steps.append((max(day, 0), cumulative))
     deadline_day = (head.effective_due_on - head.opens_on).days
     last_step = steps[-1][0] if steps else 0
-    until = (today - head.opens_on).days if today is not None else max(last_step, deadline_day)
+    # A running cycle's line runs to today; an old one's no further than its ladder reaches.
+    end = max(last_step, deadline_day + LADDER_DAYS)
+    until = min((today - head.opens_on).days, end) if today is not None else \
+        max(last_step, deadline_day)
     return BurnUp(year=head.year, opens_on=head.opens_on, deadline_day=deadline_day,
                   until_day=max(until, last_step, 0), steps=steps)
 

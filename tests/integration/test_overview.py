@@ -128,6 +128,9 @@ def test_the_figures_follow_a_scripted_cycle(services, smtp):
     r14_day = (R14_AT.astimezone(POLICY.zone).date() - OPENS).days
     assert o.burn_up.steps == [(2, 1), (14, 2), (r14_day + 3, 3), (r14_day + 7, 4)]
     assert o.burn_up.deadline_day == (DUE - OPENS).days
+    # The line runs to today, but not beyond the ladder's six weeks after the deadline.
+    today = (FINAL_AT + timedelta(hours=2)).astimezone(POLICY.zone).date()
+    assert o.burn_up.until_day == min((today - OPENS).days, (DUE - OPENS).days + 42)
     assert o.last_year.year == 2026 and o.last_year.steps == [(3, 1), (10, 3)]
     assert o.failed.count == 1 and o.failed.latest[0].submission_id == p[1]
     assert "user unknown" in o.failed.latest[0].error
