@@ -296,17 +296,15 @@ def _selected_ids(values) -> list[int]:
 @bp.route("/cycles/<int:cycle_id>/bulk", methods=["GET", "POST"], endpoint="bulk")
 @login_required
 def bulk_(cycle_id):
-    """POST from the table: 303 to the confirmation page (GET); POST with confirm: done."""
+    """POST from the table: 303 to the confirmation page (GET; shown at once for a selection
+    too long for a URL); POST with confirm: done, 303 to ``next``."""
     source = request.form if request.method == "POST" else request.args
     action = source.get("action", "")
     ids = _selected_ids(source.getlist("submission_id"))
     back = local_path(source.get("next") or _table_page(cycle_id))
     _read(cycle_facts, cycle_id)
     if request.method == "GET":
-        chosen = _read(selection, cycle_id, ids) if action in BULK_ACTIONS else []
-        return render_template("action_bulk.html", cycle_id=cycle_id, action=action,
-                               action_name=BULK_NAMES.get(action, _("Aktion")), chosen=chosen,
-                               back=back, cut=len(set(ids)) > MAX_BULK)
+        return _bulk_page(cycle_id, action, ids, back)
     if action not in BULK_ACTIONS:
         flash(_("Bitte wählen Sie eine Aktion."), "error")
         return redirect(back, 303)
@@ -328,8 +326,20 @@ def bulk_(cycle_id):
                            names="; ".join(f"{name} ({gettext(why)})"
                                            for name, why in result.refused[:20])), "error")
         return redirect(back, 303)
+    if len(ids) > SELECTION_IN_URL:  # too long for one request line (proxies cut at 4 KB)
+        return _bulk_page(cycle_id, action, ids, back)
     return redirect(url_for("actions.bulk", cycle_id=cycle_id, action=action,
-                            submission_id=ids[:MAX_BULK + 1], next=back), 303)
+                            submission_id=ids, next=back), 303)
+
+
+SELECTION_IN_URL = 100
+
+
+def _bulk_page(cycle_id: int, action: str, ids: list[int], back: str):
+    chosen = _read(selection, cycle_id, ids) if action in BULK_ACTIONS else []
+    return render_template("action_bulk.html", cycle_id=cycle_id, action=action,
+                           action_name=BULK_NAMES.get(action, _("Aktion")), chosen=chosen,
+                           back=back, cut=len(set(ids)) > MAX_BULK)
 
 
 def _table_page(cycle_id: int) -> str:

@@ -399,6 +399,10 @@ def test_a_bulk_action_confirms_the_selection_and_acts_in_one_transaction(desk):
     assert [e.actor for e in desk.events(EventKind.REMINDERS_PAUSED)] == [COORDINATOR] * 2
     assert ("success", "Erinnerungen pausieren: bei 2 Partnern erledigt.") in flashes(desk.client)
 
+    many = desk.post(f"/cycles/{desk.cycle_id}/bulk", action="resume", next=table,
+                     submission_id=[str(n) for n in range(1, 600)])  # no URL holds them all
+    assert many.status_code == 200 and "höchstens 500 Partner" in many.get_data(as_text=True)
+
     elsewhere = desk.post(f"/cycles/{desk.cycle_id}/bulk", action="resend_link", confirm="1",
                           submission_id=[str(first)], next="https://evil.example/")
     assert elsewhere.status_code == 303 and elsewhere.headers["Location"] == "/"
