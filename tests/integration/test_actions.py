@@ -490,6 +490,15 @@ def test_a_viewer_may_look_at_the_action_pages_but_every_action_is_refused(desk)
     assert 'name="emails"' in viewer.get("/coordinators").get_data(as_text=True)
     contacts = viewer.get("/partners/1/contacts").get_data(as_text=True)
     assert "Kontakt hinzufügen" not in contacts
+    for page in (f"/submissions/{sid}", f"/cycles/{desk.cycle_id}",
+                 f"/cycles/{desk.cycle_id}/partners"):  # the others' pages, without actions
+        html = viewer.get(page).get_data(as_text=True)
+        assert "/resend-link" not in html and "/pause" not in html and "/bulk" not in html, page
+    assert "/resend-link" in desk.client.get(f"/submissions/{sid}").get_data(as_text=True)
+    assert f"/cycles/{desk.cycle_id}/pause" in desk.client.get(
+        f"/cycles/{desk.cycle_id}").get_data(as_text=True)
+    assert "/bulk" in desk.client.get(f"/cycles/{desk.cycle_id}/partners").get_data(
+        as_text=True)
     assert not desk.events(EventKind.ACCEPTED) and not desk.events(EventKind.LINK_RESENT)
 
 
