@@ -26,8 +26,10 @@ from workflow.models import utcnow
 from workflow.programmes import coordinators_of, set_coordinators
 from workflow.requests import decide_extension
 from workflow.review import accept_report, return_report
+from workflow.states import awaits_report
 
 bp = Blueprint("actions", __name__)
+bp.add_app_template_global(awaits_report)  # which actions a state allows: the partials ask
 
 # The domain's refusals, so that the catalogue carries their English (gettext finds them by text).
 DOMAIN_MESSAGES = (
