@@ -555,7 +555,9 @@ def import_partners_page():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return _import_refused(_("Bitte eine CSV-Datei auswählen."))
-    data = upload.stream.read(MAX_CSV_BYTES + 1)
+    data = _read_upload(upload, MAX_CSV_BYTES)
+    if not data:
+        return _import_refused(_("Die Datei ist leer."))
     if len(data) > MAX_CSV_BYTES:
         return _import_refused(_("Die Datei ist zu groß: höchstens %(mb)d MB.",
                                  mb=MAX_CSV_BYTES // (1024 * 1024)))
@@ -565,6 +567,14 @@ def import_partners_page():
         return _import_refused(str(refused))
     with database.unit_of_work() as uow:
         return _import_preview(uow, text, notes)
+
+
+def _read_upload(upload, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of an uploaded file (one more tells that it is too large)."""
+    try:
+        return upload.stream.read(limit + 1)
+    finally:
+        upload.close()
 
 
 def _import_refused(message: str):
@@ -584,10 +594,10 @@ def _import_preview(uow, text: str, notes: list[str], status: int = 200):
 @login_required
 def templates():
     database = _database()
-    error = None
+    error, details = None, []
     if request.method == "POST":
         upload = request.files.get("file")
-        data = upload.stream.read(MAX_TEMPLATE_BYTES + 1) if upload and upload.filename else b""
+        data = _read_upload(upload, MAX_TEMPLATE_BYTES) if upload and upload.filename else b""
         if not data:
             error = _("Bitte eine Vorlage als JSON-Datei auswählen.")
         elif len(data) > MAX_TEMPLATE_BYTES:
@@ -607,7 +617,7 @@ def templates():
                     template, new = load_template_version(uow, programme, definition,
                                                           now=utcnow(), actor=_actor())
                 except InvalidInput as refused:
-                    error = str(refused)
+                    error, details = refused.args[0], refused.problems
                 else:
                     year, version = template.year, template.version
                     uow.commit()
@@ -619,5 +629,5 @@ def templates():
     with database.unit_of_work() as uow:
         programme = _programme_or_none(uow)
         rows = template_versions(uow, programme.id) if programme else []
-    return render_template("setup_templates.html", rows=rows, error=error), \
+    return render_template("setup_templates.html", rows=rows, error=error, details=details), \
         422 if error else 200
