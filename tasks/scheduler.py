@@ -14,6 +14,7 @@ from infra.settings import Settings
 from workflow.cycles import open_due_cycles
 from workflow.models import utcnow
 from workflow.delivery import relay
+from workflow.digest import plan_digests
 from workflow.retention import apply_retention
 from workflow.sweep import SweepResult, sweep
 
@@ -37,11 +38,16 @@ def _beat(settings: Settings):
 
 
 def tick(services: Services, now: datetime | None = None) -> SweepResult:
-    """Open cycles that are due, then sweep. Safe to run from several processes at once."""
+    """Open cycles that are due, plan the day's digests, then sweep. Safe to run from several
+    processes at once."""
     now = now or utcnow()
     with services.database.unit_of_work() as uow:
         for cycle in open_due_cycles(uow, now):
             log.info("opened cycle %s", cycle.year)
+        uow.commit()
+    with services.database.unit_of_work() as uow:
+        uow.lock("digest")
+        plan_digests(uow, now)
         uow.commit()
     with services.database.unit_of_work() as uow:
         result = sweep(uow, now)

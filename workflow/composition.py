@@ -124,6 +124,13 @@ def deadline_notice(facts: MailFacts) -> dict:
     return _cycle_summary(facts)
 
 
+@composes("digest")
+def digest(facts: MailFacts) -> dict:
+    from workflow.digest import digest_of  # the digest reads cycles: import on use
+    return {"digest": digest_of(facts.uow, facts.cycle, facts.notification.payload or {})
+            .to_context(), "cycle_id": facts.cycle.id}
+
+
 @composes("receipt")
 def receipt(facts: MailFacts) -> dict:
     from workflow.reporting import answer_sections

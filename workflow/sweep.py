@@ -8,7 +8,8 @@ from sqlalchemy import func, insert, select, text, update
 
 from workflow.cycles import policy_of
 from workflow.events import EventKind
-from workflow.ledger import CHUNK, LedgerMove, Verdict, apply_to_ids, still_owed
+from workflow.ledger import (CHUNK, LedgerMove, Verdict, apply_to_ids, still_owed,
+                             window_bound)
 from workflow.models import (Cycle, Event, MemberPart, Notification, NotificationStatus, Partner,
                              Programme, Submission, utcnow)
 from workflow.policy import Audience, DueRung, choose_rungs_to_send, in_send_window
@@ -79,14 +80,16 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     if not rows:
         return result
 
-    policies = {}
+    policies, window_open = {}, set()
     for programme in session.scalars(select(Programme).where(
             Programme.id.in_({r.programme_id for r in rows}))):
-        if in_send_window(policy_of(programme), now):
-            policies[programme.id] = policy_of(programme)
+        policies[programme.id] = policy_of(programme)
+        if in_send_window(policies[programme.id], now):
+            window_open.add(programme.id)
         else:
             result.outside_window.append(programme.slug)
-    rows = [r for r in rows if r.programme_id in policies]
+    # Outside the window only what may go at any hour: notices and digests to coordinators.
+    rows = [r for r in rows if r.programme_id in window_open or not window_bound(r)]
 
     # One rule decides: cancelled if no longer owed; a partner who said "we will submit by ..."
     # hears nothing until that day has passed (its rungs stay planned and the latest is caught up).

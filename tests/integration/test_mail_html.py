@@ -23,6 +23,7 @@ from tests.support.nu_checker import nu_check
 from tests.support.report import VALID_ANSWERS, load_shipped_template
 from workflow.coordination import resend_link
 from workflow.cycles import get_programme, open_cycle
+from workflow.digest import plan_digests
 from workflow.models import Notification, Partner, Submission
 from workflow.partners import ensure_programme, import_partners
 from workflow.reporting import save_draft, submit_report
@@ -135,6 +136,10 @@ def rehearse_a_year(services):
     sid, _ = submission_of(services, "Uniklinik Aachen")
     at(services, berlin(date(2027, 3, 5), 9), declare_intent, sid, actor="partner",
        intent="will_submit_by", until=date(2027, 5, 20), reason="Umzug der Verwaltung.")
+    with services.database.unit_of_work() as uow:  # the coordinators' digest of March 5th
+        plan_digests(uow, berlin(date(2027, 3, 6), 7, 5))
+        uow.commit()
+    run_sweep(services, berlin(date(2027, 3, 6), 7, 5))
 
     # The ladder of those who do nothing: reminders, overdue, the head, the coordinators.
     for day in (date(2027, 3, 19), date(2027, 4, 12), date(2027, 5, 7), date(2027, 5, 18),
