@@ -313,3 +313,85 @@ def test_the_planned_state_migrates_up_and_down_with_data(database_url):
         upgrade(database_url)
     finally:
         engine.dispose()
+
+
+def set_up_pages(client, services, group_id: int, cycle_id: int, open_id: int) -> dict:
+    """Every set-up page as a coordinator meets it, with its error variants."""
+    pid = group_id
+    bad_csv = b"name,kind,contact_name,contact_email,deputy_email,head_name,head_email," \
+        b"language,joined_on\nX,Zoo,a,b,,,,de,\n"
+    good_csv = b"name,kind,contact_name,contact_email,deputy_email,head_name,head_email," \
+        b"language,joined_on\nNeu <b>fett</b>,Kommune,a,neu@example.org,,,,de,\n"
+
+    def upload(url, data, name):
+        return client.post(url, data={
+            "csrf_token": csrf_token(client.get("/setup/cycles").get_data(as_text=True)),
+            "action": "preview", "file": (__import__("io").BytesIO(data), name)},
+            content_type="multipart/form-data")
+
+    return {
+        "cycles": client.get("/setup/cycles"),
+        "cycle_new": client.get("/setup/cycles/new"),
+        "cycle_new_errors": post(client, "/setup/cycles/new", {
+            "year": "x", "opens_on": "31.02.2028", "due_on": ""}),
+        "cycle_planned": client.get(f"/setup/cycles/{cycle_id}"),
+        "cycle_planned_errors": post(client, f"/setup/cycles/{cycle_id}", {
+            "opens_on": f"{NEXT_YEAR}-04-01", "due_on": f"{NEXT_YEAR}-03-01"}),
+        "cycle_open": client.get(f"/setup/cycles/{open_id}"),
+        "cycle_open_errors": post(client, f"/setup/cycles/{open_id}", {
+            "opens_on": f"{NEXT_YEAR}-04-01", "due_on": f"{NEXT_YEAR}-05-01"}),
+        "preview": client.get(f"/setup/cycles/{cycle_id}/preview"),
+        "preview_group": client.get(f"/setup/cycles/{cycle_id}/preview?partner={pid}&q=t"),
+        "preview_no_match": client.get(f"/setup/cycles/{cycle_id}/preview?q=zzz"),
+        "ladder": client.get("/setup/ladder"),
+        "ladder_errors": post(client, "/setup/ladder", {
+            "steps": "2", "reminders_before": "x", "step-0-days": "0", "step-1-days": "5",
+            "step-1-email": "zzz", "window_start": "8", "window_end": "25:00"}),
+        "partners": client.get("/setup/partners?q=a"),
+        "partner_new": client.get("/setup/partners/new"),
+        "partner_new_errors": post(client, "/setup/partners/new", {"kind": "x",
+                                                                   "employees": "-1"}),
+        "partner": client.get(f"/setup/partners/{pid}"),
+        "partner_errors": post(client, f"/setup/partners/{pid}", {
+            "action": "save", "name": "", "kind": "kommune", "joined_on": "morgen"}),
+        "partner_confirm": post(client, f"/setup/partners/{pid}", {"action": "deactivate"}),
+        "import": client.get("/setup/partners/import"),
+        "import_errors": upload("/setup/partners/import", bad_csv, "a.csv"),
+        "import_preview": upload("/setup/partners/import", good_csv, "a.csv"),
+        "import_unreadable": upload("/setup/partners/import", b"PK\x03\x04", "a.xlsx"),
+        "templates": client.get("/setup/templates"),
+        "templates_errors": upload("/setup/templates", b"[]", "a.json"),
+        "not_found": client.get("/setup/partners/999999"),
+    }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_set_up_page_is_valid_html_in_german_and_english(coordinator, services, tmp_path):
+    from tests.support.nu_checker import nu_check
+    with services.database.unit_of_work() as uow:
+        import_partners(uow, get_programme(uow), GROUP_CSV)
+        open_cycle(uow, get_programme(uow), NEXT_YEAR + 1, now=utcnow(),
+                   opens_on=date(NEXT_YEAR + 1, 2, 1), due_on=date(NEXT_YEAR + 1, 4, 30))
+        uow.commit()
+        group_id = uow.session.scalar(select(Partner.id).where(Partner.name.like("Städte%")))
+    assert plan(coordinator).status_code == 303
+    cycle_id, open_id = cycle_id_of(services), cycle_id_of(services, NEXT_YEAR + 1)
+    expected = {"errors": 422, "unreadable": 422, "found": 404}
+    files = []
+    for language in ("de", "en"):
+        coordinator.post("/language", data={"lang": language, "csrf_token": csrf_token(
+            coordinator.get("/setup/cycles").get_data(as_text=True))})
+        pages = set_up_pages(coordinator, services, group_id, cycle_id, open_id)
+        for name, response in pages.items():
+            status = expected.get(name.rsplit("_", 1)[-1], 200)
+            assert response.status_code == status, (language, name, response.status_code)
+            html = response.get_data(as_text=True)
+            assert f'<html lang="{language}">' in html
+            assert "<b>" not in html.split("</head>", 1)[1].replace("<b>fett", "")
+            files.append(tmp_path / f"{language}_{name}.html")
+            files[-1].write_text(html, encoding="utf-8")
+        if language == "en":
+            assert "Preview of the emails" in pages["preview"].get_data(as_text=True)
+            assert "Reminders and overdue notices" in pages["ladder"].get_data(as_text=True)
+    problems = [m for m in nu_check(files) if m.type != "info" or m.is_warning]
+    assert not problems, "\n".join(map(str, problems))
