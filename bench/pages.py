@@ -17,7 +17,7 @@ Rounds alternate (`/healthz`, then each endpoint, …); each figure is the media
 that round's p95 and of its ratio to that round's `/healthz` p95. Pages that answer 404 are
 reported as not built yet.
 
-Environment: BENCH_PARTNERS (20000), BENCH_ROUNDS (3), BENCH_REQUESTS (480 per endpoint and
+Environment: BENCH_PARTNERS (20000), BENCH_ROUNDS (5), BENCH_REQUESTS (320 per endpoint and
 round), BENCH_CLIENTS (16).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from datetime import time as clock
 from pathlib import Path
 from urllib.parse import urlencode
@@ -56,7 +56,7 @@ from workflow.models import (Cycle, Event, ExtensionRequest, Notification,  # no
                              NotificationStatus, ReportTemplate, Submission, SubmissionState)
 from workflow.partners import ensure_programme, import_partners  # noqa: E402
 from workflow.report_templates import load_template  # noqa: E402
-from workflow.submissions import issue_link_token, load_submission  # noqa: E402
+from workflow.submissions import issue_link_token  # noqa: E402
 from workflow.users import create_account, set_password  # noqa: E402
 
 TEMPLATE = ROOT / "reportcycles" / "data" / "report_templates" / "nrw-vielfalt-2027.json"
@@ -64,10 +64,10 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 BERLIN = ZoneInfo("Europe/Berlin")
 LAST_YEAR, YEAR = 2025, 2026  # this year's deadline has passed: there are overdue partners
 PARTNERS = int(os.environ.get("BENCH_PARTNERS", "20000"))
-ROUNDS = max(3, int(os.environ.get("BENCH_ROUNDS", "3")))
+ROUNDS = max(3, int(os.environ.get("BENCH_ROUNDS", "5")))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "16"))
 PROCESSES = min(CLIENTS, 4)  # the clients' processes
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", str(CLIENTS * 30)))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", str(CLIENTS * 20)))
 TARGET = 3.0
 COORDINATOR, PASSWORD = "koordination@example.org", "ein langes Passwort für den Benchmark"
 PARTNER_CSV = ("name,kind,contact_name,contact_email,deputy_email,head_name,head_email,language,"
@@ -486,9 +486,11 @@ def main():
                "SMTP_URL": f"smtp://127.0.0.1:{free_port()}", "BASE_URL": "http://127.0.0.1",
                "INSTANCE_PATH": str(tmp / "instance"), "SECRET_KEY": "bench",
                "COORDINATOR_EMAILS": COORDINATOR, "TRUSTED_PROXIES": "0"}
+        load_before = os.getloadavg()[0]
         log(f"seeding {PARTNERS:,} partners, two cycles")
         began = time.perf_counter()
         data = seed(pg, "pages", env)
+        data["load_before"] = load_before
         log(f"seeded in {time.perf_counter() - began:.0f} s: {data['ledger_rows']:,} ledger "
             f"rows; this year's states {data['states']}")
         port = free_port()
@@ -569,7 +571,8 @@ def report(found: list[Endpoint], batches: dict[str, list[Batch]], data: dict, l
                    "own: each client saves its own report (every field, multipart, as the "
                    "browser sends it) and reads its own form.")
     details.append(f"- The machine's cores were {load:.0%} busy during the rounds (everything "
-                   "on it: gunicorn, PostgreSQL, these clients and anything else running).")
+                   "on it: gunicorn, PostgreSQL, these clients and anything else running); load "
+                   f"average before the run: {data['load_before']:.1f}.")
     return "\n".join(rows), details
 
 
@@ -582,7 +585,8 @@ def write_results(table: str, details: list[str], command: str, started: datetim
         f"Command: `{command}` (bench/pages.py)  ",
         f"Machine: {machine()}  ",
         f"gunicorn as in docker-compose.yml (3 workers × 4 threads) on loopback, PostgreSQL and "
-        f"Redis on this machine; {CLIENTS} concurrent clients with keep-alive, {REQUESTS} "
+        f"Redis on this machine; {CLIENTS} concurrent clients with keep-alive (threads in "
+        f"{PROCESSES} processes), {REQUESTS} "
         f"requests per endpoint and round, {ROUNDS} alternating rounds (`/healthz`, then each "
         "endpoint); medians over the rounds of each round's p95 and of its ratio to that "
         "round's `/healthz` p95.", "",
