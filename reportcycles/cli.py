@@ -158,6 +158,29 @@ def build_parser() -> argparse.ArgumentParser:
                                  "account (invitation lost, password forgotten)")
     user_link.add_argument("email")
 
+    user_token = users.add_parser("token", help="a token for the read-only JSON API of an "
+                                  "account (printed once; revoke it on the account's page)")
+    user_token.add_argument("email")
+    user_token.add_argument("--name", required=True, help="what the token is for")
+
+    export = sub.add_parser("export", help="a cycle's reports, or its yearly summary, as a file")
+    export.add_argument("--year", type=_year, required=True)
+    export.add_argument("--summary", action="store_true",
+                        help="the yearly summary across partners instead of a row per partner")
+    export.add_argument("--format", choices=("xlsx", "csv"), default="xlsx")
+    export.add_argument("--language", choices=("de", "en"), default="de")
+    export.add_argument("--output", "-o", type=Path, required=True, metavar="FILE")
+
+    contacts = sub.add_parser("contacts", help="data care for one contact").add_subparsers(
+        dest="contacts_command", required=True)
+    contact_data = contacts.add_parser("data", help="everything stored about a contact (JSON)")
+    contact_data.add_argument("contact_id", type=_id)
+    contact_erase = contacts.add_parser("erase", help="erase a contact; the history keeps a "
+                                        "pseudonym")
+    contact_erase.add_argument("contact_id", type=_id)
+    sub.add_parser("retention", help="apply the programmes' retention rule now (the scheduler "
+                   "does it every 6 hours)")
+
     sub.add_parser("relay", help="re-dispatch outbox rows a crash left behind")
     outbox = sub.add_parser("outbox", help="the outbox: what waits, what failed") \
         .add_subparsers(dest="outbox_command", required=True)
@@ -564,6 +587,7 @@ def _iso(value):
 
 def cmd_users(args, settings):
     from workflow.models import LinkPurpose, utcnow
+    from workflow.api_tokens import issue_token
     from workflow.users import create_account, find_account, issue_link, list_accounts
     services = _services(settings, "none")
     with services.database.unit_of_work() as uow:
@@ -576,6 +600,17 @@ def cmd_users(args, settings):
             if not accounts:
                 print("Noch kein Konto. `reportcycles users create EMAIL --role admin` legt das "
                       "erste an.")
+            return
+        if args.users_command == "token":
+            account = find_account(uow, args.email)
+            if account is None or not account.active:
+                raise InvalidInput(f"Kein aktives Konto für {args.email}. "
+                                   "`reportcycles users list` zeigt alle.")
+            issued = issue_token(uow, account.id, args.name, now=utcnow())
+            uow.commit()
+            print(f"API-Token „{issued.view.name}“ für {account.email} (wird nur jetzt "
+                  f"gezeigt):\n  {issued.token}\nAbfrage: curl -H 'Authorization: Bearer …' "
+                  f"{settings.base_url}/api/v1/cycles")
             return
         if args.users_command == "create":
             account = create_account(uow, args.email, args.role, name=args.name,
@@ -596,6 +631,50 @@ def cmd_users(args, settings):
           f"({settings.timezone}):\n  {settings.base_url}{link.path}\n"
           "Geben Sie ihn nur der Person selbst; `reportcycles users link EMAIL` erzeugt einen "
           "neuen.")
+
+
+def cmd_export(args, settings):
+    from infra.spreadsheets import csv_lines, write_xlsx
+    from workflow.cycles import find_cycle, get_programme
+    from workflow.exports import cycle_table, summary_table
+    services = _services(settings, "none")
+    make_table = summary_table if args.summary else cycle_table
+    with services.database.unit_of_work() as uow:
+        cycle = find_cycle(uow, get_programme(uow), args.year)
+        table = make_table(uow, cycle.id, args.language)
+        try:
+            if args.format == "xlsx":
+                with open(args.output, "wb") as file:
+                    write_xlsx([table], file)
+            else:
+                with open(args.output, "w", encoding="utf-8", newline="") as file:
+                    file.writelines(csv_lines(table, args.language))
+        except OSError as exc:
+            raise InvalidInput(f"{args.output} lässt sich nicht schreiben: "
+                               f"{exc.strerror or exc}.") from None
+    print(f"{args.output} geschrieben.")
+
+
+def cmd_contacts(args, settings):
+    from workflow.models import utcnow
+    from workflow.retention import contact_data_json, erase_contact
+    services = _services(settings, "none")
+    with services.database.unit_of_work() as uow:
+        if args.contacts_command == "data":
+            print(contact_data_json(uow, args.contact_id))
+            return
+        erased = erase_contact(uow, args.contact_id, now=utcnow(), actor="cli")
+        uow.commit()
+    print(f"Kontakt {args.contact_id} gelöscht; die Historie nennt ihn „{erased.pseudonym}“ "
+          f"({erased.events} Ereignisse, {erased.mails} E-Mails angepasst).")
+
+
+def cmd_retention(args, settings):
+    from tasks.scheduler import care_for_data
+    for result in care_for_data(_services(settings, "none")):
+        print(f"{result.programme}: {result.mails_blanked} E-Mail-Kopien geleert, "
+              f"{result.links_deleted} Links gelöscht, {result.contacts_erased} Kontakte "
+              "ausgeschiedener Partner gelöscht.")
 
 
 def cmd_relay(args, settings):
@@ -701,7 +780,9 @@ COMMANDS = {
     "init": cmd_init, "demo": cmd_demo, "partners": cmd_partners, "cycles": cmd_cycles,
     "sweep": cmd_sweep, "preview": cmd_preview, "programme": cmd_programme, "policy": cmd_policy,
     "templates": cmd_templates, "reports": cmd_reports, "extensions": cmd_extensions,
-    "users": cmd_users, "relay": cmd_relay, "outbox": cmd_outbox, "bounces": cmd_bounces, "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
+    "users": cmd_users, "relay": cmd_relay, "outbox": cmd_outbox, "bounces": cmd_bounces,
+    "export": cmd_export, "contacts": cmd_contacts, "retention": cmd_retention,
+    "health": cmd_health, "worker": cmd_worker, "scheduler": cmd_scheduler,
     "serve": cmd_serve, "run": cmd_run}
 
 if __name__ == "__main__":

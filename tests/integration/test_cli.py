@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -154,3 +155,33 @@ def test_outbox_shows_failed_mails_and_puts_them_back(cli, tmp_path, smtp):
     assert "1 fehlgeschlagene Mails wieder" in cli("outbox", "retry", "--year", "2027").stdout
     assert json.loads(cli("outbox", "status", "--json").stdout)["by_status"].get("failed") is None
     assert "nichts zu tun" in cli("outbox", "retry").stdout
+
+
+def test_exports_data_care_and_api_tokens_on_the_command_line(cli, tmp_path):
+    import openpyxl
+    cli("demo")
+    cli("export", "--year", "2027", "--output", str(tmp_path / "reports.xlsx"))
+    sheet = openpyxl.load_workbook(tmp_path / "reports.xlsx").worksheets[0]
+    assert sheet.max_row == 30 and sheet["A1"].value == "Partner"  # 29 partners and the header
+    cli("export", "--year", "2027", "--summary", "--format", "csv", "--language", "en",
+        "-o", str(tmp_path / "summary.csv"))
+    assert "Partners in the reporting year,29,29" in (tmp_path / "summary.csv").read_text(
+        encoding="utf-8-sig")
+    assert "keinen Berichtszyklus" in cli("export", "--year", "2030", "-o",
+                                          str(tmp_path / "x.xlsx"), expect=2).stderr
+
+    roles = {i: json.loads(cli("contacts", "data", str(i)).stdout)["contact"]["role"]
+             for i in (1, 2, 3)}
+    reporting = next(i for i, role in roles.items() if role == "reporting")
+    other = next(i for i, role in roles.items() if role != "reporting")
+    assert "letzte berichtende Kontakt" in cli("contacts", "erase", str(reporting),
+                                               expect=2).stderr
+    erased = cli("contacts", "erase", str(other)).stdout
+    assert "Kontakt " in erased and "nennt ihn" in erased
+    assert "gibt es nicht" in cli("contacts", "data", str(other), expect=2).stderr
+    assert "E-Mail-Kopien geleert" in cli("retention").stdout
+
+    token = cli("users", "token", "koordination@example.org", "--name", "Ministerium").stdout
+    assert re.search(r"rc_[A-Za-z0-9_-]{40,}", token)
+    assert "Kein aktives Konto" in cli("users", "token", "niemand@example.org", "--name", "x",
+                                       expect=2).stderr
