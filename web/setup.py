@@ -11,12 +11,11 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_login import current_user
 
 from web import services_of
 from web.auth import login_required
-from workflow.cycle_setup import (LADDER_KEYS, MAX_LADDER_DAYS, OVERDUE_MAILS, FormProblems,
+from workflow.cycle_setup import (MAX_LADDER_DAYS, OVERDUE_MAILS, FormProblems,
                                   PERSONAL_LINK_PLACEHOLDER, as_test_mail, change_ladder,
                                   change_planned_cycle, cycle_ladder, get_cycle, ladder_of,
                                   load_template_version, parse_ladder, plan_cycle,
@@ -299,21 +298,14 @@ def preview(cycle_id: int):
         mails, partner_name = [], None
         if partner_id is not None:
             try:
-                mails = preview_cycle_mails(uow, letterhead, cycle, partner_id)
+                partner, mails = preview_cycle_mails(uow, letterhead, cycle, partner_id)
             except NotFound:
                 abort(404)
-            partner_name = next((c.name for c in choices if c.id == partner_id), None) or \
-                preview_partner_name(uow, partner_id)
+            partner_name = partner.name
         kinds = list(dict.fromkeys(mail.kind for mail in mails if not mail.problem))
         return render_template("setup_preview.html", cycle=cycle, mails=mails, kinds=kinds,
                                choices=choices, query=query, partner_id=partner_id,
                                partner_name=partner_name, placeholder=PERSONAL_LINK_PLACEHOLDER)
-
-
-def preview_partner_name(uow, partner_id: int) -> str:
-    from workflow.models import Partner
-    partner = uow.session.get(Partner, partner_id)
-    return partner.name if partner else ""
 
 
 @bp.post("/cycles/<int:cycle_id>/test-mail")
@@ -329,7 +321,8 @@ def test_mail(cycle_id: int):
         if partner_id is None:
             abort(404)
         try:
-            mails = preview_cycle_mails(uow, services.mail.letterhead, cycle, partner_id)
+            _partner, mails = preview_cycle_mails(uow, services.mail.letterhead, cycle,
+                                                  partner_id)
         except NotFound:
             abort(404)
     chosen = next((m for m in mails if m.kind == kind and not m.problem), None)

@@ -354,10 +354,10 @@ class _PreviewBatch(Batch):
 
 
 def preview_cycle_mails(uow: UnitOfWork, letterhead: Letterhead, cycle: Cycle,
-                        partner_id: int) -> list[PreviewMail]:
-    """Every mail the cycle's ladder would send about one partner (its members' own invitations
-    and the coordinators' notices included), rendered as the worker renders them, by the
-    programme's policy as it is now. Reads only: the rows it builds are never added."""
+                        partner_id: int) -> tuple[PartnerChoice, list[PreviewMail]]:
+    """The partner, and every mail the cycle's ladder would send about it (its members' own
+    invitations and the coordinators' notices included), rendered as the worker renders them,
+    by the programme's policy as it is now. Reads only: the rows it builds are never added."""
     if cycle.state != CycleState.PLANNED:
         raise NotFound("Nur ein geplanter Zyklus hat eine Vorschau.")
     session = uow.session
@@ -388,7 +388,8 @@ def preview_cycle_mails(uow: UnitOfWork, letterhead: Letterhead, cycle: Cycle,
     batch = _PreviewBatch(uow, cycle, policy, submission, parts, [partner, *members], contacts)
     # No envelope sender of its own: a preview row has no id for a bounce to name.
     letterhead = dataclasses.replace(letterhead, return_path=lambda notification: None)
-    return [_rendered(batch, letterhead, row, step, member) for row, step, member in rows]
+    return PartnerChoice(partner.id, partner.name), [
+        _rendered(batch, letterhead, row, step, member) for row, step, member in rows]
 
 
 def _row(cycle: Cycle, rung: str, kind: str, step: LadderStep) -> Notification:

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from sqlalchemy import create_engine, func, insert, select, text
@@ -19,10 +19,11 @@ from tests.integration.conftest import berlin, seed_programme
 from tests.support.servers import ROOT
 from tests.support.sign_in import csrf_token, signed_in_client
 from web import create_app
+from workflow.cycle_setup import plan_cycle
 from workflow.cycles import get_programme, open_cycle, open_due_cycles
 from workflow.events import EventKind
-from workflow.models import (Base, Cycle, CycleState, Event, MemberPart, Notification, Partner,
-                             Submission, utcnow)
+from workflow.models import (Base, Cycle, CycleState, Event, Notification, Partner, Submission,
+                             utcnow)
 from workflow.partners import import_partners
 
 NEXT_YEAR = date.today().year + 1
@@ -105,6 +106,26 @@ def test_a_planned_cycle_is_set_up_edited_and_opens_on_its_own_day(coordinator, 
                    {"opens_on": f"{NEXT_YEAR}-02-09", "due_on": f"{NEXT_YEAR}-05-20"})
     assert refused.status_code == 422
     assert "schon geöffnet" in refused.get_data(as_text=True)
+
+
+def test_a_late_scheduler_opens_a_planned_cycle_as_of_today_but_never_after_its_deadline(
+        services):
+    seed_programme(services, partners=2)
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        for year in (NEXT_YEAR, NEXT_YEAR + 1):
+            plan_cycle(uow, programme, year, date(year, 2, 1), date(year, 4, 30),
+                       now=berlin(date(NEXT_YEAR, 1, 5)), actor="test")
+        uow.commit()
+    with services.database.unit_of_work() as uow:
+        [opened] = open_due_cycles(uow, berlin(date(NEXT_YEAR, 2, 10), 9, 0))
+        uow.commit()
+        assert (opened.year, opened.opens_on, opened.due_on) == (
+            NEXT_YEAR, date(NEXT_YEAR, 2, 10), date(NEXT_YEAR, 4, 30))
+        # Down from before its opening until after its deadline: left to a coordinator.
+        assert open_due_cycles(uow, berlin(date(NEXT_YEAR + 1, 5, 2), 9, 0)) == []
+        states = dict(uow.session.execute(select(Cycle.year, Cycle.state)).all())
+        assert states == {NEXT_YEAR: CycleState.OPEN, NEXT_YEAR + 1: CycleState.PLANNED}
 
 
 def test_bad_dates_years_and_ids_get_the_form_again_or_a_404(coordinator, services):

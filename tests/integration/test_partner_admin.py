@@ -20,7 +20,7 @@ from workflow.cycles import get_programme, open_cycle
 from workflow.events import EventKind
 from workflow.models import (Base, Contact, Event, Partner, PartnerKind, ReportTemplate,
                              Submission)
-from workflow.partners import ensure_programme, import_partners
+from workflow.partners import ensure_programme
 
 EMAIL = "koordination@example.org"
 ROW = re.compile(r'<th scope="row"><a href="/setup/partners/(\d+)">')
