@@ -116,10 +116,12 @@ def send_window(step) -> str:
     from flask_babel import get_locale
 
     from infra.mail import format_date
+    day = format_date(step.send_at.date(), str(get_locale() or "de"))
+    if step.audience == Audience.COORDINATORS:  # not bound to the window (as window_bound says)
+        return _("%(day)s, ab %(start)s Uhr", day=day, start=step.send_at.strftime("%H:%M"))
     end = "24:00" if step.window_end == END_OF_DAY else step.window_end.strftime("%H:%M")
-    return _("%(day)s, %(start)s–%(end)s Uhr",
-             day=format_date(step.send_at.date(), str(get_locale() or "de")),
-             start=step.send_at.strftime("%H:%M"), end=end)
+    return _("%(day)s, %(start)s–%(end)s Uhr", day=day, start=step.send_at.strftime("%H:%M"),
+             end=end)
 
 
 @bp.context_processor
