@@ -18,6 +18,7 @@ from tests.support.sign_in import csrf_token, signed_in_client
 from web import create_app
 from workflow.coordination import resend_link
 from workflow.cycles import get_programme, open_cycle
+from workflow.digest import plan_digests
 from workflow.models import (ExtensionRequest, Notification, Partner, Submission,
                              SubmissionState, utcnow)
 from workflow.partners import ensure_programme, import_partners
@@ -130,6 +131,10 @@ def rehearse_a_year(services) -> dict:
        intent="will_submit_by", until=date(2027, 5, 20), reason=REASON)
     at(services, berlin(date(2027, 3, 5), 9), resend_link,
        submission_of(services, "gets a new link"), actor="koordination")
+    with services.database.unit_of_work() as uow:  # the coordinators' digest of March 5th
+        plan_digests(uow, berlin(date(2027, 3, 6), 7, 5))
+        uow.commit()
+    run_sweep(services, berlin(date(2027, 3, 6), 7, 5))
     for day in (date(2027, 3, 19), date(2027, 4, 12), date(2027, 5, 7), date(2027, 5, 18),
                 date(2027, 6, 2), date(2027, 6, 16)):
         run_sweep(services, berlin(day))
