@@ -211,11 +211,11 @@ def _suggested_cycle(uow, programme: Programme | None) -> dict:
     policy = policy_of(programme)
     today = utcnow().astimezone(policy.zone).date()
     taken = {row.year for row in setup_cycles(uow, programme.id)}
-    year = next(y for y in range(today.year, today.year + 200) if y not in taken)
+    year = next((y for y in range(today.year, today.year + 50) if y not in taken
+                 and month_day(policy.cycle_opens, y) >= today), None)
+    if year is None:
+        return {}
     opens_on, due_on = month_day(policy.cycle_opens, year), month_day(policy.cycle_due, year)
-    if opens_on < today:
-        year += 1 if year + 1 not in taken else 0
-        opens_on, due_on = month_day(policy.cycle_opens, year), month_day(policy.cycle_due, year)
     return {"year": str(year), "opens_on": _day(opens_on), "due_on": _day(due_on)}
 
 

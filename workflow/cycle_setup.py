@@ -25,6 +25,7 @@ from workflow.uow import UnitOfWork
 FIRST_YEAR, LAST_YEAR = 2000, 2100  # the reporting years this service plans for
 MAX_LADDER_DAYS = 250  # working days: about a year
 PERSONAL_LINK_PLACEHOLDER = "/r/…"  # what a preview shows where each mail carries its own link
+MAX_ID = 2**31 - 1  # the database's integer ids: a larger one is no row (and no query)
 
 
 class FormProblems(InvalidInput):
@@ -122,7 +123,7 @@ def plan_cycle(uow: UnitOfWork, programme: Programme, year: int, opens_on: date,
 
 
 def get_cycle(uow: UnitOfWork, cycle_id: int) -> Cycle:
-    cycle = uow.session.get(Cycle, cycle_id)
+    cycle = uow.session.get(Cycle, cycle_id) if 0 < cycle_id <= MAX_ID else None
     if cycle is None:
         raise NotFound(f"Es gibt keinen Berichtszyklus {cycle_id}.")
     return cycle
@@ -361,7 +362,7 @@ def preview_cycle_mails(uow: UnitOfWork, letterhead: Letterhead, cycle: Cycle,
     if cycle.state != CycleState.PLANNED:
         raise NotFound("Nur ein geplanter Zyklus hat eine Vorschau.")
     session = uow.session
-    partner = session.get(Partner, partner_id)
+    partner = session.get(Partner, partner_id) if 0 < partner_id <= MAX_ID else None
     if partner is None or not (partner.programme_id == cycle.programme_id and partner.active
                                and partner.group_id is None):
         raise NotFound(f"Partner {partner_id} wäre in diesem Zyklus nicht eingeladen.")

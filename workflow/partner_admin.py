@@ -9,7 +9,7 @@ from datetime import date, datetime
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from workflow.cycle_setup import FormProblems
+from workflow.cycle_setup import MAX_ID, FormProblems
 from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Contact, Cycle, Event, Partner, PartnerKind, Programme, Submission)
@@ -116,7 +116,7 @@ class PartnerDetail:
 
 
 def get_partner(uow: UnitOfWork, programme_id: int, partner_id: int) -> Partner:
-    partner = uow.session.get(Partner, partner_id)
+    partner = uow.session.get(Partner, partner_id) if 0 < partner_id <= MAX_ID else None
     if partner is None or partner.programme_id != programme_id:
         raise NotFound(f"Es gibt keinen Partner {partner_id}.")
     return partner

@@ -74,7 +74,9 @@ def test_the_list_is_searched_and_paged_in_sql(coordinator, services):
     assert "Kein Partner passt zur Suche." in literal
     for junk in ("page=-1", "page=x", "shown=evil", "q=" + "x" * 5000):
         assert coordinator.get(f"/setup/partners?{junk}").status_code == 200, junk
-    assert coordinator.get("/setup/partners/999999").status_code == 404
+    for url in ("/setup/partners/999999", "/setup/partners/99999999999999999999",
+                "/setup/cycles/99999999999999999999", "/setup/cycles/0/preview"):
+        assert coordinator.get(url).status_code == 404, url
 
 
 def test_a_partner_is_created_and_edited_with_its_name_shown_as_text(coordinator, services):
@@ -253,6 +255,8 @@ def test_unreadable_uploads_get_a_clear_message(coordinator, services):
         response = upload(coordinator, data, name)
         assert response.status_code == 422, name
         assert message in response.get_data(as_text=True), name
+    huge = upload(coordinator, b"x" * (12 * 1024 * 1024 + 1), "huge.csv")
+    assert huge.status_code == 413 and "Datei zu groß" in huge.get_data(as_text=True)
     stale = post(coordinator, "/setup/partners/import", {"action": "import", "text": ""})
     assert stale.status_code == 422
     assert row_counts(services)["partner"] == 0
