@@ -15,6 +15,7 @@ from workflow.errors import InvalidInput
 TYPES = {"number", "percentage", "count", "short_text", "long_text", "single_choice",
          "multiple_choice", "yes_no", "date", "file"}
 NUMERIC = {"number", "percentage", "count"}
+CHOICES = {"single_choice", "multiple_choice", "yes_no"}
 FIELD_LIMIT = 20_000  # characters kept for any one answer, whatever the template says
 
 MESSAGES = {
@@ -116,10 +117,26 @@ class Rule:
 
 @dataclass(frozen=True)
 class QuestionText:
-    """A question's fixed wording in one language (label, help, each option's label)."""
+    """A question as the form shows it in one language: its wording (label, help, each option's
+    label) and what its field needs, worked out once rather than on every page view."""
     label: str
     help: str
     options: tuple[tuple[str, str], ...]  # (value, label)
+    described: str  # the ids of the help and format notes (aria-describedby), errors aside
+    choices: bool  # answered by choosing: a fieldset of radio buttons or checkboxes
+    numeric: bool
+    length_limit: int
+    accept: str  # the file types, as the input's accept attribute
+
+    @classmethod
+    def of(cls, question: Question, language: str) -> "QuestionText":
+        help_text = text_in(question.help, language)
+        notes = ([f"{question.id}-help"] if help_text else []) + \
+            ([f"{question.id}-format"] if question.type == "date" else [])
+        return cls(text_in(question.label, language), help_text,
+                   tuple((o["value"], text_in(o["label"], language)) for o in question.options),
+                   " ".join(notes), question.type in CHOICES, question.type in NUMERIC,
+                   question.length_limit, ",".join(question.accept))
 
 
 @dataclass(frozen=True)
@@ -143,10 +160,7 @@ class ReportTemplateDef:
         form shows every label, help and option on every page view."""
         found = self._texts.get(language)
         if found is None:
-            found = {q.id: QuestionText(text_in(q.label, language), text_in(q.help, language),
-                                        tuple((o["value"], text_in(o["label"], language))
-                                              for o in q.options))
-                     for q in self.questions}
+            found = {q.id: QuestionText.of(q, language) for q in self.questions}
             self._texts[language] = found
         return found
 
