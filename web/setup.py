@@ -604,6 +604,9 @@ def templates():
                 error = _("Die Datei ist nicht in UTF-8 geschrieben.")
             except ValueError as exc:
                 error = _("Die Datei ist kein gültiges JSON: %(reason)s", reason=str(exc))
+            except RecursionError:
+                error = _("Die Datei ist kein gültiges JSON: %(reason)s",
+                          reason=_("zu tief verschachtelt"))
         if error is None:
             with database.unit_of_work() as uow:
                 programme = _programme_or_none(uow) or ensure_programme(

@@ -451,9 +451,25 @@ def template_versions(uow: UnitOfWork, programme_id: int) -> list[TemplateRow]:
                         in_use=n) for t, n in rows]
 
 
+def _check_bounds(data):
+    """Year and version within what the columns and the service hold (load_template takes any
+    whole number, and a database refuses one beyond its integers)."""
+    if not isinstance(data, dict):
+        return  # load_template says what is wrong
+    for key, low, high in (("year", FIRST_YEAR, LAST_YEAR), ("version", 1, 1_000_000)):
+        try:
+            value = int(data.get(key, low))
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if not low <= value <= high:
+            raise InvalidInput(f"Die Berichtsvorlage ist fehlerhaft: {key} muss zwischen {low} "
+                               f"und {high} liegen.")
+
+
 def load_template_version(uow: UnitOfWork, programme: Programme, data, *, now: datetime,
                           actor: str) -> tuple[ReportTemplate, bool]:
     """Store a report form version (checked by load_template); True if it is new."""
+    _check_bounds(data)
     before = set(uow.session.scalars(select(ReportTemplate.id).where(
         ReportTemplate.programme_id == programme.id)))
     template = load_template(uow, programme, data)

@@ -290,7 +290,10 @@ def test_report_form_versions_are_listed_and_loaded_from_json(coordinator, servi
              "bitte die Versionsnummer erhöhen"),
             (b"{nicht json", "kein gültiges JSON"),
             ("{}".encode("utf-16"), "nicht in UTF-8"),
-            (b"[1, 2]", "JSON-Objekt")]:
+            (b"[1, 2]", "JSON-Objekt"),
+            (json.dumps({**new, "year": 10**12}).encode(), "year muss zwischen 2000 und 2100"),
+            (json.dumps({**new, "version": 2**40}).encode(), "version muss zwischen 1 und"),
+            (b"[" * 100_000, "zu tief verschachtelt")]:
         response = send(data)
         assert response.status_code == 422, message
         assert message in response.get_data(as_text=True), response.get_data(as_text=True)
