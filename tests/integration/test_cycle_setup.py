@@ -19,12 +19,14 @@ from tests.integration.conftest import berlin, seed_programme
 from tests.support.servers import ROOT
 from tests.support.sign_in import csrf_token, signed_in_client
 from web import create_app
-from workflow.cycle_setup import plan_cycle
+from workflow.cycle_setup import plan_cycle, preview_cycle_mails
 from workflow.cycles import get_programme, open_cycle, open_due_cycles
 from workflow.events import EventKind
 from workflow.models import (Base, Cycle, CycleState, Event, Notification, Partner, Submission,
                              utcnow)
 from workflow.partners import import_partners
+from workflow.redaction import blank_personal_links
+from workflow.sweep import sweep
 
 NEXT_YEAR = date.today().year + 1
 OPENS, DUE = date(NEXT_YEAR, 2, 1), date(NEXT_YEAR, 4, 30)
@@ -237,6 +239,34 @@ def test_the_preview_shows_every_mail_writes_nothing_and_follows_the_ladder(
         assert event.actor == EMAIL
         assert event.payload["changes"]["reminders_before"] == {"old": [28, 14, 7, 2],
                                                                "new": [21, 5]}
+
+
+def test_the_preview_is_what_the_cycle_plans_and_sends_once_it_opens(services, smtp):
+    seed_programme(services, partners=2)
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        cycle = plan_cycle(uow, programme, NEXT_YEAR, OPENS, DUE,
+                           now=berlin(date(NEXT_YEAR, 1, 5)), actor="test")
+        partner_id = uow.session.scalar(select(Partner.id).where(Partner.name == "Partner 00000"))
+        _, mails = preview_cycle_mails(uow, services.mail.letterhead, cycle, partner_id)
+        uow.commit()
+    with services.database.unit_of_work() as uow:
+        open_cycle(uow, get_programme(uow), NEXT_YEAR, now=berlin(OPENS, 7, 0), actor="test")
+        uow.commit()
+        planned = set(uow.session.execute(
+            select(Notification.rung, Notification.due_at)
+            .join(Submission, Submission.id == Notification.submission_id, isouter=True)
+            .where((Submission.partner_id == partner_id) | Notification.submission_id.is_(None)))
+            .all())
+    assert planned == {(m.step.rung, m.step.send_at) for m in mails}
+    with services.database.unit_of_work() as uow:
+        sweep(uow, berlin(OPENS, 8, 30))  # sent in this process after commit
+        uow.commit()
+    with smtp[1].lock:
+        [sent] = [m["message"] for m in smtp[1].messages if m["message"]["To"] == "p0@example.org"]
+    invitation = next(m for m in mails if m.step.rung == "invitation")
+    assert sent["Subject"] == invitation.subject
+    assert blank_personal_links(sent.get_body(("plain",)).get_content()) == invitation.text
 
 
 def test_the_ladder_form_refuses_bad_input_and_says_what_it_governs(coordinator, services):
