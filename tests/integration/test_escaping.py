@@ -224,6 +224,7 @@ def test_every_page_shows_markup_as_text(services, smtp):
                  f"/extensions/{data['requests']['extension granted']}",
                  f"/submissions/{data['submitted']}/return",
                  f"/submissions/{data['submitted']}/exempt",
+                 f"/submissions/{data['submitted']}/escalate", f"/cycles/{cycle_id}/pause",
                  f"/partners/{partner_id}/contacts", "/coordinators"):
         pages[path] = coordinator.get(path)
 
