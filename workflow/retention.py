@@ -18,8 +18,8 @@ from sqlalchemy import String, and_, cast, delete, func, null, or_, select, upda
 from workflow.cycles import policy_of
 from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
-from workflow.models import (AccessToken, Contact, ContactRole, Cycle, Event, Notification,
-                             Partner, Programme, Submission)
+from workflow.models import (AccessToken, Contact, ContactRole, Cycle, CycleState, Event,
+                             Notification, Partner, Programme, Submission)
 from workflow.uow import UnitOfWork
 
 MIN_NAME_TO_SCRUB = 3  # a one- or two-letter "name" would scrub unrelated text
@@ -168,8 +168,9 @@ def apply_retention(uow: UnitOfWork, *, now: datetime, actor: str = "scheduler"
     session = uow.session
     for programme in session.scalars(select(Programme).order_by(Programme.id)).all():
         keep = policy_of(programme).retention_cycles
-        years = session.scalars(select(Cycle.id).where(Cycle.programme_id == programme.id)
-                                .order_by(Cycle.year.desc())).all()
+        years = session.scalars(select(Cycle.id).where(
+            Cycle.programme_id == programme.id, Cycle.state != CycleState.PLANNED)
+            .order_by(Cycle.year.desc())).all()  # a cycle not yet open keeps nothing
         kept, old = years[:keep], years[keep:]
         blanked = deleted = erased = 0
         if old:

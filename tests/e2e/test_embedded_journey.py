@@ -99,8 +99,8 @@ def test_make_run_mode_delivers_invitations_to_the_local_mailbox(embedded_app, p
     wait_for_mail_count(lambda path: page.request.get(base + path).text(), 29)
 
     page.goto(base + "/")
-    expect(page.get_by_role("heading", name="Berichtsjahr 2027")).to_be_visible()
-    expect(page.get_by_role("row", name=re.compile("eingeladen"))).to_contain_text("29")
+    expect(page.get_by_role("link", name="Berichtsjahr 2027")).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("Berichtsjahr 2027"))).to_contain_text("29")
 
     page.goto(base + "/mailbox/")
     page.get_by_role("link", name=re.compile("Stadt Solingen")).first.click()

@@ -30,7 +30,7 @@ def test_the_console_link_signs_a_newcomer_in_in_one_step(service, page, browser
 
     page.goto(link)
     assert page.url == service.base + "/"
-    expect(page.get_by_role("heading", name="Berichtsjahr 2027")).to_be_visible()
+    expect(page.get_by_role("link", name="Berichtsjahr 2027")).to_be_visible()
     expect(page.get_by_role("button", name="Abmelden")).to_be_visible()
     expect(page.get_by_role("link", name="Konten")).to_be_visible()  # the demo account: admin
     assert_accessible(page)

@@ -13,6 +13,7 @@ from tests.integration.test_delivery import (  # noqa: F401 (fixtures)
     ALL_DAY, send_the_reminder_with_the_deputy_in_copy, stack)
 from tests.support.sign_in import csrf_token, signed_in_client
 from web import create_app
+from workflow.cycle_setup import plan_cycle
 from workflow.cycles import get_programme, open_cycle, set_policy
 from workflow.events import EventKind
 from workflow.models import (AccessToken, Contact, Event, Notification, Partner, Submission,
@@ -108,6 +109,12 @@ def test_retention_blanks_old_send_logs_and_links_and_erases_partners_that_left(
         uow.session.add(Partner(programme_id=programme.id, name="Stadt Solingen",
                                 kind="kommune", active=True))  # ... another joined
         uow.commit()
+    with services.database.unit_of_work() as uow:  # next year's cycle, planned: keeps nothing
+        plan_cycle(uow, get_programme(uow), 2028, date(2028, 2, 1), date(2028, 4, 28),
+                   now=utcnow(), actor="test")
+        uow.commit()
+    [untouched] = care_for_data(services, now=utcnow())
+    assert not untouched.changed
     with services.database.unit_of_work() as uow:
         open_cycle(uow, get_programme(uow), 2028, now=berlin(date(2028, 2, 1), 7),
                    opens_on=date(2028, 2, 1), due_on=date(2028, 4, 28))
