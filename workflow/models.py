@@ -127,6 +127,8 @@ class Contact(Base):
     __table_args__ = (
         CheckConstraint("language IN ('de', 'en')", name="language_known"),
         UniqueConstraint("partner_id", "role", "email"),
+        Index("ix_contact_bounced", "bounced_at", sqlite_where=text("bounced_at IS NOT NULL"),
+              postgresql_where=text("bounced_at IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id"), index=True)
@@ -163,7 +165,11 @@ class Submission(Base):
     __tablename__ = "submission"
     __table_args__ = (
         UniqueConstraint("cycle_id", "partner_id"),
-        Index("ix_submission_cycle_state", "cycle_id", "state"),
+        # The overview's counts read this index alone; the table's sorts walk the next two.
+        Index("ix_submission_cycle_state", "cycle_id", "state", "escalation_level",
+              "non_reporting", "due_on"),
+        Index("ix_submission_cycle_level", "cycle_id", "escalation_level", "id"),
+        Index("ix_submission_cycle_due", "cycle_id", "due_on", "id"),
         CheckConstraint("escalation_level BETWEEN 0 AND 9", name="escalation_level_range"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -196,6 +202,7 @@ class Event(Base):
     __tablename__ = "event"
     __table_args__ = (Index("ix_event_submission", "submission_id", "id"),
                       Index("ix_event_cycle_at", "cycle_id", "at"),
+                      Index("ix_event_cycle_kind", "cycle_id", "kind", "submission_id", "at"),
                       Index("ix_event_programme", "programme_id", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     programme_id: Mapped[int | None] = mapped_column(ForeignKey("programme.id"))  # programme-wide
@@ -218,7 +225,7 @@ class Notification(Base):
               sqlite_where=text("status IN ('queued', 'sending')"),
               postgresql_where=text("status IN ('queued', 'sending')")),
         Index("ix_notification_submission", "submission_id"),
-        Index("ix_notification_cycle_status", "cycle_id", "status"),
+        Index("ix_notification_cycle_status", "cycle_id", "status", "rung"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -199,7 +199,8 @@ def _order(query: TableQuery):
     if query.sort_key == "name":
         # Along the unique index (programme_id, name): the first page reads 50 partners, not all.
         return [first, Partner.id.desc() if query.descending else Partner.id]
-    return [first, Partner.name, Partner.id]
+    # Ties in submission order, the same way: an index (cycle_id, column, id) serves the page.
+    return [first, Submission.id.desc() if query.descending else Submission.id]
 
 
 def partner_table(uow: UnitOfWork, cycle_id: int, query: TableQuery, *,

@@ -168,7 +168,10 @@ def test_cycles_open_on_the_command_line_opens_the_planned_cycle_and_lists_still
         coordinator, services):
     assert plan(coordinator).status_code == 303
     # A planned cycle among the others: the start page, the JSON API and `cycles status`.
-    assert coordinator.get("/").status_code == 200
+    start = coordinator.get("/")
+    assert start.status_code == 200 and "geplant, öffnet am" in start.get_data(as_text=True)
+    planned_page = coordinator.get(f"/cycles/{cycle_id_of(services)}").get_data(as_text=True)
+    assert "Geplant: öffnet am" in planned_page and "Vorschau der E-Mails" in planned_page
     api = coordinator.get("/api/v1/cycles")
     assert api.status_code == 200
     assert {"year": NEXT_YEAR, "state": "planned", "partners": 0}.items() <= \
