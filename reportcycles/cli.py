@@ -606,7 +606,7 @@ def cmd_users(args, settings):
             if account is None or not account.active:
                 raise InvalidInput(f"Kein aktives Konto für {args.email}. "
                                    "`reportcycles users list` zeigt alle.")
-            issued = issue_token(uow, account.id, args.name, now=utcnow())
+            issued = issue_token(uow, account.id, args.name, now=utcnow(), actor="cli")
             uow.commit()
             print(f"API-Token „{issued.view.name}“ für {account.email} (wird nur jetzt "
                   f"gezeigt):\n  {issued.token}\nAbfrage: curl -H 'Authorization: Bearer …' "

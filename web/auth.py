@@ -529,7 +529,7 @@ def api_tokens():
         with database.unit_of_work() as uow:
             try:
                 issued = issue_token(uow, current_user.account.id, request.form.get("name", ""),
-                                     now=utcnow())
+                                     now=utcnow(), actor=current_user.email)
             except InvalidInput as exc:
                 error = str(exc)
             else:
@@ -548,7 +548,8 @@ def api_tokens():
 def revoke_api_token(token_id: int):
     with services_of(current_app).database.unit_of_work() as uow:
         try:
-            token = revoke_token(uow, current_user.account.id, token_id, now=utcnow())
+            token = revoke_token(uow, current_user.account.id, token_id, now=utcnow(),
+                                 actor=current_user.email)
         except NotFound:
             abort(404)
         uow.commit()

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from workflow.errors import InvalidInput, NotFound
-from workflow.models import ApiToken, UserAccount
+from workflow.events import EventKind
+from workflow.models import ApiToken, Event, UserAccount
 from workflow.users import AccountView, account_view, token_hash
 from workflow.uow import UnitOfWork
 
@@ -40,7 +41,14 @@ def _token_view(row: ApiToken) -> TokenView:
                      row.revoked_at)
 
 
-def issue_token(uow: UnitOfWork, account_id: int, name: str, *, now: datetime) -> IssuedToken:
+def _event(uow: UnitOfWork, kind: EventKind, row: ApiToken, now: datetime, actor: str):
+    uow.session.add(Event(kind=kind, at=now, actor=actor[:200],
+                          payload={"name": row.name, "prefix": row.prefix,
+                                   "account_id": row.account_id}))
+
+
+def issue_token(uow: UnitOfWork, account_id: int, name: str, *, now: datetime,
+                actor: str) -> IssuedToken:
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("Bitte geben Sie dem Token einen Namen (wofür es gebraucht wird).")
@@ -51,6 +59,7 @@ def issue_token(uow: UnitOfWork, account_id: int, name: str, *, now: datetime) -
                    token_hash=token_hash(token), created_at=now)
     uow.session.add(row)
     uow.session.flush()
+    _event(uow, EventKind.API_TOKEN_ISSUED, row, now, actor)
     return IssuedToken(token, _token_view(row))
 
 
@@ -59,7 +68,8 @@ def tokens_of(uow: UnitOfWork, account_id: int) -> list[TokenView]:
         select(ApiToken).where(ApiToken.account_id == account_id).order_by(ApiToken.id.desc()))]
 
 
-def revoke_token(uow: UnitOfWork, account_id: int, token_id: int, *, now: datetime) -> TokenView:
+def revoke_token(uow: UnitOfWork, account_id: int, token_id: int, *, now: datetime,
+                 actor: str) -> TokenView:
     """Only one's own token; revoking twice keeps the first time."""
     row = uow.session.scalar(select(ApiToken).where(ApiToken.id == token_id,
                                                     ApiToken.account_id == account_id))
@@ -67,6 +77,7 @@ def revoke_token(uow: UnitOfWork, account_id: int, token_id: int, *, now: dateti
         raise NotFound("Dieses Token gibt es nicht.")
     if row.revoked_at is None:
         row.revoked_at = now
+        _event(uow, EventKind.API_TOKEN_REVOKED, row, now, actor)
     return _token_view(row)
 
 

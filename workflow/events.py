@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     REMINDERS_RESUMED = "reminders_resumed"  # a coordinator let them go again; the ladder catches up
     LINK_RESENT = "link_resent"  # a coordinator sent a fresh personal link; older links still work
     CONTACTS_CHANGED = "contacts_changed"  # a coordinator edited a partner's contacts; payload: diff
+    API_TOKEN_ISSUED = "api_token_issued"  # an account got a token for the JSON API; payload: name
+    API_TOKEN_REVOKED = "api_token_revoked"  # payload: name, prefix
     CONTACT_ERASED = "contact_erased"  # a contact's data was erased; history keeps a pseudonym
     RETENTION_APPLIED = "retention_applied"  # programme-wide: old send logs and links removed
     MEMBER_PART_REOPENED = "member_part_reopened"  # a finished member part was opened again

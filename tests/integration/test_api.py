@@ -11,7 +11,7 @@ from tests.integration.test_cycle_engine import open_2027, submission_ids
 from tests.integration.test_exports import submit
 from tests.support.sign_in import csrf_token, signed_in_client
 from web import create_app
-from workflow.models import ApiToken
+from workflow.models import ApiToken, Event
 
 TOKEN = re.compile(r'id="new-token" type="text" readonly value="(rc_[A-Za-z0-9_-]+)"')
 
@@ -89,6 +89,12 @@ def test_no_unknown_malformed_or_revoked_token_gets_in(app, services, cycle):
     assert revoked.status_code == 303
     assert api.get("/api/v1/cycles", headers=auth).status_code == 401
     assert "widerrufen" in coordinator.get("/account/tokens").get_data(as_text=True)
+    with services.database.unit_of_work() as uow:
+        events = uow.session.execute(select(Event.kind, Event.actor).where(
+            Event.kind.in_(("api_token_issued", "api_token_revoked"))).order_by(Event.id)).all()
+    assert [(str(k), a) for k, a in events] == [
+        ("api_token_issued", "koordination@example.org"),
+        ("api_token_revoked", "koordination@example.org")]
 
 
 def test_bad_requests_and_unknown_ids_get_json_errors(app, services, cycle):

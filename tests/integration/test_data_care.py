@@ -147,3 +147,15 @@ def test_erase_refuses_unknown_contacts(stack, smtp):
             assert type(exc).__name__ == "NotFound"
         else:
             raise AssertionError("erasing an unknown contact did not refuse")
+
+
+def test_the_erase_page_is_valid_html(stack, smtp, tmp_path):
+    from tests.support.nu_checker import nu_check
+    services, deputy_id = bounced_deputy(stack, smtp)
+    app = create_app(settings=services.settings, services=services)
+    coordinator = signed_in_client(app, services, "koordination@example.org")
+    page = tmp_path / "erase.html"
+    page.write_text(coordinator.get(f"/contacts/{deputy_id}/erase").get_data(as_text=True),
+                    encoding="utf-8")
+    problems = [m for m in nu_check([page]) if m.type != "info" or m.is_warning]
+    assert not problems, "\n".join(map(str, problems))
