@@ -36,6 +36,9 @@ run: $(STAMP)
 	$(BIN)/reportcycles demo
 	$(BIN)/reportcycles run
 
+# Two processes, each taking whole files (each starts its own PostgreSQL, Redis and servers).
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
