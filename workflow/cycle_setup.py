@@ -18,6 +18,7 @@ from workflow.models import (Contact, Cycle, CycleState, Event, MemberPart, Noti
 from workflow.policy import (END_OF_DAY, Audience, PlannedRung, ReportingPolicy,
                              plan_cycle_rungs, plan_submission_rungs)
 from workflow.redaction import blank_personal_links
+from workflow.report_form import template_message
 from workflow.report_templates import load_template
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
@@ -280,11 +281,12 @@ def _clock(value: str) -> time:
 
 
 def change_ladder(uow: UnitOfWork, programme: Programme, ladder: dict, *, now: datetime,
-                  actor: str) -> bool:
+                  actor: str, language: str = "de") -> bool:
     """Replace the ladder of the programme's policy (every cycle that opens from now on follows
-    it; open cycles keep theirs). An event keeps what changed. False if nothing did."""
-    old = ladder_of(policy_of(programme))
-    policy = set_policy(uow, programme, {**programme.policy, **ladder})
+    it; open cycles keep theirs). An event keeps what changed. False if nothing did. A refusal
+    is worded in ``language``."""
+    old = ladder_of(ReportingPolicy.from_dict(programme.policy, language=language))
+    policy = set_policy(uow, programme, {**programme.policy, **ladder}, language=language)
     new = ladder_of(policy)
     changed = {key: {"old": old[key], "new": new[key]} for key in LADDER_KEYS
                if old[key] != new[key]}
@@ -451,7 +453,7 @@ def template_versions(uow: UnitOfWork, programme_id: int) -> list[TemplateRow]:
                         in_use=n) for t, n in rows]
 
 
-def _check_bounds(data):
+def _check_bounds(data, language: str = "de"):
     """Year and version within what the columns and the service hold (load_template takes any
     whole number, and a database refuses one beyond its integers)."""
     if not isinstance(data, dict):
@@ -462,17 +464,18 @@ def _check_bounds(data):
         except (TypeError, ValueError, OverflowError):
             continue
         if not low <= value <= high:
-            raise InvalidInput(f"Die Berichtsvorlage ist fehlerhaft: {key} muss zwischen {low} "
-                               f"und {high} liegen.")
+            raise InvalidInput(template_message("out_of_range", language, key=key, low=low,
+                                                high=high))
 
 
 def load_template_version(uow: UnitOfWork, programme: Programme, data, *, now: datetime,
-                          actor: str) -> tuple[ReportTemplate, bool]:
-    """Store a report form version (checked by load_template); True if it is new."""
-    _check_bounds(data)
+                          actor: str, language: str = "de") -> tuple[ReportTemplate, bool]:
+    """Store a report form version (checked by load_template); True if it is new. A refusal is
+    worded in ``language``."""
+    _check_bounds(data, language)
     before = set(uow.session.scalars(select(ReportTemplate.id).where(
         ReportTemplate.programme_id == programme.id)))
-    template = load_template(uow, programme, data)
+    template = load_template(uow, programme, data, language=language)
     if template.id in before:
         return template, False
     uow.session.add(Event(programme_id=programme.id, kind=EventKind.TEMPLATE_LOADED, at=now,

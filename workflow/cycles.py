@@ -15,7 +15,7 @@ from workflow.models import (Cycle, CycleState, Event, MemberPart, Notification,
 from workflow.ledger import (plan_cycle_notice, plan_member_invitations, plan_rung_for_cycle,
                              plan_submission_rung)
 from workflow.policy import (ReportingPolicy, effective_deadline, month_day, plan_cycle_rungs,
-                             plan_submission_rungs)
+                             plan_submission_rungs, policy_message)
 from workflow.report_templates import template_for_new_cycle
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
@@ -259,17 +259,19 @@ def _open_on_schedule(uow: UnitOfWork, programme: Programme, year: int, now: dat
         return None
 
 
-def set_policy(uow: UnitOfWork, programme: Programme, settings: dict) -> ReportingPolicy:
-    """Replace the programme's reporting policy; keys left out keep their defaults.
+def set_policy(uow: UnitOfWork, programme: Programme, settings: dict, *,
+               language: str = "de") -> ReportingPolicy:
+    """Replace the programme's reporting policy; keys left out keep their defaults. A refusal
+    is worded in ``language``.
 
     Cycles already open keep the ladder planned when they opened.
     """
     from workflow.composition import mail_kinds  # composition reads cycles: import on use
-    policy = ReportingPolicy.from_dict(settings)
+    policy = ReportingPolicy.from_dict(settings, language=language)
     unknown = sorted({step.email for step in policy.overdue_steps} - mail_kinds())
     if unknown:
-        raise InvalidInput(f"Unbekannte Mail in der Berichtsregel: {', '.join(unknown)} "
-                           f"(bekannt: {', '.join(sorted(mail_kinds()))}).")
+        raise InvalidInput(policy_message("unknown_mail", language, unknown=", ".join(unknown),
+                                          known=", ".join(sorted(mail_kinds()))))
     programme.policy = policy.to_dict()
     uow.session.flush()
     return policy

@@ -209,7 +209,7 @@ def parse_partner_form(form: dict[str, str]) -> PartnerValues:
 
 
 def _check_name_and_group(uow: UnitOfWork, programme_id: int, values: PartnerValues,
-                          partner: Partner | None):
+                          partner: Partner | None, language: str):
     session = uow.session
     problems: dict[str, tuple[str, dict]] = {}
     same_name = session.scalar(select(Partner.id).where(
@@ -238,7 +238,7 @@ def _check_name_and_group(uow: UnitOfWork, programme_id: int, values: PartnerVal
             entries += [GroupEntry(member, None, values.name) for member in session.scalars(
                 select(Partner.name).where(Partner.group_id == partner.id,
                                            Partner.id != group.id))]
-        found = group_problems(entries)
+        found = group_problems(entries, language=language)
         if found:
             problems["group_id"] = ("group_rule", {"detail": " ".join(found)})
     if problems:
@@ -246,9 +246,10 @@ def _check_name_and_group(uow: UnitOfWork, programme_id: int, values: PartnerVal
 
 
 def create_partner(uow: UnitOfWork, programme: Programme, values: PartnerValues, *,
-                   now: datetime, actor: str) -> Partner:
-    """A new partner (its contacts are added on its contacts page)."""
-    _check_name_and_group(uow, programme.id, values, None)
+                   now: datetime, actor: str, language: str = "de") -> Partner:
+    """A new partner (its contacts are added on its contacts page); the group rule's refusal is
+    worded in ``language``."""
+    _check_name_and_group(uow, programme.id, values, None, language)
     partner = Partner(programme_id=programme.id, name=values.name, kind=values.kind,
                       employees=values.employees, joined_on=values.joined_on,
                       group_id=values.group_id, active=True)
@@ -262,10 +263,11 @@ def create_partner(uow: UnitOfWork, programme: Programme, values: PartnerValues,
 
 
 def change_partner(uow: UnitOfWork, programme_id: int, partner_id: int, values: PartnerValues, *,
-                   now: datetime, actor: str) -> bool:
-    """Name, kind, employees, joined on and group of a partner; False if nothing changed."""
+                   now: datetime, actor: str, language: str = "de") -> bool:
+    """Name, kind, employees, joined on and group of a partner; False if nothing changed. The
+    group rule's refusal is worded in ``language``."""
     partner = get_partner(uow, programme_id, partner_id)
-    _check_name_and_group(uow, programme_id, values, partner)
+    _check_name_and_group(uow, programme_id, values, partner, language)
     changes = {}
     for attribute in ("name", "kind", "employees", "joined_on", "group_id"):
         old, new = getattr(partner, attribute), getattr(values, attribute)
@@ -328,12 +330,13 @@ class _DryRun(Exception):
     """Raised inside the preview's savepoint so that it is always rolled back."""
 
 
-def preview_import(uow: UnitOfWork, programme: Programme | None, text: str) -> ImportPreview:
+def preview_import(uow: UnitOfWork, programme: Programme | None, text: str, *,
+                   language: str = "de") -> ImportPreview:
     """What importing ``text`` would do, line by line, by running the import itself inside a
     savepoint that is always rolled back: nothing is kept, and the preview cannot disagree with
-    the import. Errors and warnings as the import words them."""
+    the import. Errors and warnings as the import words them, in ``language``."""
     try:
-        rows = parse_partner_csv(text)
+        rows = parse_partner_csv(text, language=language)
     except InvalidInput as refused:
         return ImportPreview(errors=refused.problems or [str(refused)],
                              error_title=refused.args[0])
@@ -345,7 +348,7 @@ def preview_import(uow: UnitOfWork, programme: Programme | None, text: str) -> I
                 programme = ensure_programme(uow)
             before = _snapshot(uow, programme.id)
             try:
-                result = import_partners(uow, programme, text)
+                result = import_partners(uow, programme, text, language=language)
             except InvalidInput as refused:
                 preview = ImportPreview(errors=refused.problems or [str(refused)],
                                         error_title=refused.args[0])

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from workflow.calendar import WorkingCalendar, calendar_for
 from workflow.errors import InvalidInput
+from workflow.wording import worded
 
 
 class Audience(StrEnum):
@@ -31,6 +32,34 @@ DEFAULT_OVERDUE_STEPS = (
     OverdueStep(20, "escalation_head", Audience.HEAD),
     OverdueStep(30, "non_reporting_notice", Audience.COORDINATORS, flags_non_reporting=True),
 )
+
+
+# Why a reporting policy (the ladder page's, or a TOML file's) is refused, in the page's language
+# (German on the command line). The setting names are the policy's own and stay as they are.
+POLICY_MESSAGES = {
+    "not_a_table": {"de": "Die Berichtsregel muss eine Tabelle von Einstellungen sein.",
+                    "en": "The reporting rule must be a table of settings."},
+    "unknown_settings": {"de": "Unbekannte Einstellungen in der Berichtsregel: {keys}",
+                         "en": "Unknown settings in the reporting rule: {keys}"},
+    "invalid": {"de": "Ungültige Berichtsregel: {reason}",
+                "en": "Invalid reporting rule: {reason}"},
+    "needs_clock": {"de": "{key} braucht eine Uhrzeit wie \"08:00\"",
+                    "en": "{key} needs a time like \"08:00\""},
+    "digest_needs_clock": {"de": "digest_at braucht eine Uhrzeit wie \"07:00\" oder \"off\"",
+                           "en": "digest_at needs a time like \"07:00\" or \"off\""},
+    "retention_range": {"de": "retention_cycles muss zwischen 1 und 100 liegen.",
+                        "en": "retention_cycles must be between 1 and 100."},
+    "negative_gap": {"de": "min_gap_working_days darf nicht negativ sein.",
+                     "en": "min_gap_working_days must not be negative."},
+    "window_order": {"de": "das Versandfenster endet vor seinem Beginn.",
+                     "en": "the sending window ends before it begins."},
+    "unknown_mail": {"de": "Unbekannte Mail in der Berichtsregel: {unknown} (bekannt: {known}).",
+                     "en": "Unknown email in the reporting rule: {unknown} (known: {known})."},
+}
+
+
+def policy_message(key: str, language: str = "de", /, **values) -> str:
+    return worded(POLICY_MESSAGES, key, language, **values)
 
 
 @dataclass(frozen=True)
@@ -84,19 +113,26 @@ class ReportingPolicy:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "ReportingPolicy":
-        """Build a policy from a mapping (JSON column or TOML file); unknown keys are an error."""
+    def from_dict(cls, data: dict | None, *, language: str = "de") -> "ReportingPolicy":
+        """Build a policy from a mapping (JSON column or TOML file); unknown keys are an error.
+        A refusal is worded in ``language``."""
+        def say(key: str, /, **values) -> str:
+            return policy_message(key, language, **values)
+
+        def invalid(reason) -> InvalidInput:
+            return InvalidInput(say("invalid", reason=reason))
+
         if not isinstance(data, dict | None):
-            raise InvalidInput("Die Berichtsregel muss eine Tabelle von Einstellungen sein.")
+            raise InvalidInput(say("not_a_table"))
         data = dict(data or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidInput(f"Unbekannte Einstellungen in der Berichtsregel: {', '.join(unknown)}")
+            raise InvalidInput(say("unknown_settings", keys=", ".join(unknown)))
         try:
             for key in ("window_start", "window_end"):
                 if key in data and not isinstance(data[key], str | time):
-                    raise ValueError(f"{key} braucht eine Uhrzeit wie \"08:00\"")
+                    raise ValueError(say("needs_clock", key=key))
                 if key in data and isinstance(data[key], str):
                     data[key] = (END_OF_DAY if data[key] == "24:00"
                                  else time.fromisoformat(data[key]))
@@ -104,7 +140,7 @@ class ReportingPolicy:
                 data["digest_at"] = None
             else:
                 if not isinstance(data["digest_at"], str | time):
-                    raise ValueError("digest_at braucht eine Uhrzeit wie \"07:00\" oder \"off\"")
+                    raise ValueError(say("digest_needs_clock"))
                 if isinstance(data["digest_at"], str):
                     data["digest_at"] = time.fromisoformat(data["digest_at"])
             if "reminders_before" in data:
@@ -120,14 +156,13 @@ class ReportingPolicy:
             month_day(policy.cycle_opens, 2000)
             month_day(policy.cycle_due, 2000)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidInput(f"Ungültige Berichtsregel: {exc}") from None
+            raise invalid(exc) from None
         if not 1 <= policy.retention_cycles <= 100:
-            raise InvalidInput("Ungültige Berichtsregel: retention_cycles muss zwischen 1 und 100 "
-                               "liegen.")
+            raise invalid(say("retention_range"))
         if policy.min_gap_working_days < 0:
-            raise InvalidInput("Ungültige Berichtsregel: min_gap_working_days darf nicht negativ sein.")
+            raise invalid(say("negative_gap"))
         if policy.window_end <= policy.window_start:
-            raise InvalidInput("Ungültige Berichtsregel: das Versandfenster endet vor seinem Beginn.")
+            raise invalid(say("window_order"))
         return policy
 
     def with_changes(self, **changes) -> "ReportingPolicy":

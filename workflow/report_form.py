@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from workflow.errors import InvalidInput
+from workflow.wording import worded
 
 TYPES = {"number", "percentage", "count", "short_text", "long_text", "single_choice",
          "multiple_choice", "yes_no", "date", "file"}
@@ -41,10 +42,46 @@ MESSAGES = {
 }
 YES_NO = {"yes": {"de": "Ja", "en": "Yes"}, "no": {"de": "Nein", "en": "No"}}
 
+# Why a report template is refused, for the coordinator who loads it, in the page's language
+# (German on the command line). The JSON's own names (options, lte, id) stay as they are.
+TEMPLATE_MESSAGES = {
+    "faulty": {"de": "Die Berichtsvorlage ist fehlerhaft:",
+               "en": "The report template has errors:"},
+    "not_an_object": {"de": "Die Berichtsvorlage muss ein JSON-Objekt sein.",
+                      "en": "The report template must be a JSON object."},
+    "wrong_kind_of_value": {"de": "ein Wert hat die falsche Art ({reason})",
+                            "en": "a value is of the wrong type ({reason})"},
+    "unknown_key": {"de": "unbekannter Schlüssel '{key}'", "en": "unknown key '{key}'"},
+    "question": {"de": "Abschnitt {section}, Frage {question}",
+                 "en": "Section {section}, question {question}"},
+    "unknown_keys": {"de": "unbekannte Schlüssel {keys}", "en": "unknown keys {keys}"},
+    "unknown_type": {"de": "unbekannter Typ '{type}'", "en": "unknown type '{type}'"},
+    "bad_id": {"de": "ungültige id", "en": "invalid id"},
+    "id_twice": {"de": "id doppelt", "en": "id used twice"},
+    "wrongly_typed": {"de": "falsche Art für {keys}", "en": "wrong type of value for {keys}"},
+    "choices_need_options": {"de": "Auswahlfragen brauchen options",
+                             "en": "choice questions need options"},
+    "bad_rule": {"de": "Regel {rule}: nur 'lte' zwischen zwei Zahlenfragen erlaubt",
+                 "en": "Rule {rule}: only 'lte' between two number questions is allowed"},
+    "no_questions": {"de": "die Vorlage hat keine Fragen",
+                     "en": "the template has no questions"},
+    "out_of_range": {"de": "Die Berichtsvorlage ist fehlerhaft: {key} muss zwischen {low} und "
+                           "{high} liegen.",
+                     "en": "The report template has errors: {key} must be between {low} and "
+                           "{high}."},
+    "version_taken": {"de": "Version {version} der Vorlage {year} gibt es schon mit anderem "
+                            "Inhalt: bitte die Versionsnummer erhöhen.",
+                      "en": "Version {version} of the {year} template already exists with "
+                            "different content: please increase the version number."},
+}
+
 
 def message(key: str, language: str, **values) -> str:
-    text = MESSAGES[key].get(language) or MESSAGES[key]["de"]
-    return text.format(**values)
+    return worded(MESSAGES, key, language, **values)
+
+
+def template_message(key: str, language: str = "de", /, **values) -> str:
+    return worded(TEMPLATE_MESSAGES, key, language, **values)
 
 
 def text_in(labels: dict | str | None, language: str) -> str:
@@ -168,47 +205,52 @@ class ReportTemplateDef:
         return self.by_id.get(question_id)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ReportTemplateDef":
-        """Build and check a template; any problem is an InvalidInput naming where it is."""
+    def from_dict(cls, data: dict, *, language: str = "de") -> "ReportTemplateDef":
+        """Build and check a template; any problem is an InvalidInput naming where it is,
+        worded in ``language``."""
         try:
-            return cls._from_dict(data)
+            return cls._from_dict(data, language)
         except (AttributeError, TypeError, ValueError, KeyError) as exc:
             # A value of the wrong kind where the checks below expect another: say so plainly.
-            raise InvalidInput("Die Berichtsvorlage ist fehlerhaft:",
-                               [f"ein Wert hat die falsche Art ({exc})"]) from None
+            raise InvalidInput(template_message("faulty", language), [
+                template_message("wrong_kind_of_value", language, reason=exc)]) from None
 
     @classmethod
-    def _from_dict(cls, data: dict) -> "ReportTemplateDef":
+    def _from_dict(cls, data: dict, language: str) -> "ReportTemplateDef":
+        def say(key: str, /, **values) -> str:
+            return template_message(key, language, **values)
+
         problems: list[str] = []
         allowed_top = {"programme", "year", "version", "title", "intro", "sections", "rules"}
         if not isinstance(data, dict):
-            raise InvalidInput("Die Berichtsvorlage muss ein JSON-Objekt sein.")
-        problems += [f"unbekannter Schlüssel '{k}'" for k in sorted(set(data) - allowed_top)]
+            raise InvalidInput(say("not_an_object"))
+        problems += [say("unknown_key", key=k) for k in sorted(set(data) - allowed_top)]
         sections, by_id = [], {}
         question_keys = set(Question.__dataclass_fields__)
         for s_index, raw_section in enumerate(data.get("sections") or []):
             questions = []
             for raw in raw_section.get("questions") or []:
-                where = f"Abschnitt {raw_section.get('id', s_index)}, Frage {raw.get('id', '?')}"
+                where = say("question", section=raw_section.get("id", s_index),
+                            question=raw.get("id", "?"))
                 unknown = set(raw) - question_keys
                 if unknown:
-                    problems.append(f"{where}: unbekannte Schlüssel {sorted(unknown)}")
+                    problems.append(f"{where}: {say('unknown_keys', keys=sorted(unknown))}")
                     continue
                 if raw.get("type") not in TYPES:
-                    problems.append(f"{where}: unbekannter Typ '{raw.get('type')}'")
+                    problems.append(f"{where}: {say('unknown_type', type=raw.get('type'))}")
                     continue
                 if not re.fullmatch(r"[a-z][a-z0-9_]{0,60}", str(raw.get("id", ""))):
-                    problems.append(f"{where}: ungültige id")
+                    problems.append(f"{where}: {say('bad_id')}")
                     continue
                 if raw["id"] in by_id:
-                    problems.append(f"{where}: id doppelt")
+                    problems.append(f"{where}: {say('id_twice')}")
                     continue
                 wrong = _wrongly_typed(raw)
                 if wrong:
-                    problems.append(f"{where}: falsche Art für {', '.join(wrong)}")
+                    problems.append(f"{where}: {say('wrongly_typed', keys=', '.join(wrong))}")
                     continue
                 if raw["type"] in ("single_choice", "multiple_choice") and not raw.get("options"):
-                    problems.append(f"{where}: Auswahlfragen brauchen options")
+                    problems.append(f"{where}: {say('choices_need_options')}")
                     continue
                 question = Question(**{**raw, "options": tuple(raw.get("options") or ()),
                                        "accept": tuple(raw.get("accept") or ())})
@@ -223,12 +265,12 @@ class ReportTemplateDef:
                         raw.get("right", ""), raw.get("message", {}))
             numeric = all(by_id.get(q) and by_id[q].type in NUMERIC for q in (rule.left, rule.right))
             if rule.type != "lte" or not numeric:
-                problems.append(f"Regel {rule.id}: nur 'lte' zwischen zwei Zahlenfragen erlaubt")
+                problems.append(say("bad_rule", rule=rule.id))
             rules.append(rule)
         if not sections or not by_id:
-            problems.append("die Vorlage hat keine Fragen")
+            problems.append(say("no_questions"))
         if problems:
-            raise InvalidInput("Die Berichtsvorlage ist fehlerhaft:", problems)
+            raise InvalidInput(say("faulty"), problems)
         return cls(str(data.get("programme", "")), int(data.get("year", 0)),
                    int(data.get("version", 1)), data.get("title", {}), tuple(sections),
                    tuple(rules), data.get("intro"), by_id)

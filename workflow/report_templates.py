@@ -10,20 +10,22 @@ from sqlalchemy import select
 
 from workflow.errors import InvalidInput, NotFound
 from workflow.models import Programme, ReportTemplate, Submission
-from workflow.report_form import ReportTemplateDef
+from workflow.report_form import ReportTemplateDef, template_message
 from workflow.uow import UnitOfWork
 
 
-def load_template(uow: UnitOfWork, programme: Programme, data: dict) -> ReportTemplate:
-    """Store a template definition (checked first); the same version twice is a no-op."""
-    definition = ReportTemplateDef.from_dict(data)
+def load_template(uow: UnitOfWork, programme: Programme, data: dict, *,
+                  language: str = "de") -> ReportTemplate:
+    """Store a template definition (checked first); the same version twice is a no-op. A refusal
+    is worded in ``language``."""
+    definition = ReportTemplateDef.from_dict(data, language=language)
     existing = uow.session.scalars(select(ReportTemplate).where(
         ReportTemplate.programme_id == programme.id, ReportTemplate.year == definition.year,
         ReportTemplate.version == definition.version)).first()
     if existing is not None:
         if existing.definition != data:
-            raise InvalidInput(f"Version {definition.version} der Vorlage {definition.year} gibt "
-                               "es schon mit anderem Inhalt: bitte die Versionsnummer erhöhen.")
+            raise InvalidInput(template_message("version_taken", language,
+                                               version=definition.version, year=definition.year))
         return existing
     row = ReportTemplate(programme_id=programme.id, year=definition.year,
                          version=definition.version, definition=data)
