@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -88,6 +89,11 @@ def _database():
     return services_of(current_app).database
 
 
+def _language() -> str:
+    """The page's language, in which the domain words what it refuses."""
+    return str(get_locale() or "de")
+
+
 def _programme_or_none(uow) -> Programme | None:
     try:
         return get_programme(uow)
@@ -113,10 +119,8 @@ def too_large(error):
 
 def send_window(step) -> str:
     """When a ladder step's mail leaves: its day and the send window, in the page's language."""
-    from flask_babel import get_locale
-
     from infra.mail import format_date
-    day = format_date(step.send_at.date(), str(get_locale() or "de"))
+    day = format_date(step.send_at.date(), _language())
     if step.audience == Audience.COORDINATORS:  # not bound to the window (as window_bound says)
         return _("%(day)s, ab %(start)s Uhr", day=day, start=step.send_at.strftime("%H:%M"))
     end = "24:00" if step.window_end == END_OF_DAY else step.window_end.strftime("%H:%M")
@@ -198,10 +202,8 @@ def new_cycle():
 
 
 def _day(day: date) -> str:
-    from flask_babel import get_locale
-
     from infra.mail import format_date
-    return format_date(day, str(get_locale() or "de"))
+    return format_date(day, _language())
 
 
 def _suggested_cycle(uow, programme: Programme | None) -> dict:
@@ -395,7 +397,7 @@ def ladder():
         steps = _step_rows(form)
         try:
             changed = change_ladder(uow, programme, parse_ladder(form, steps), now=utcnow(),
-                                    actor=_actor())
+                                    actor=_actor(), language=_language())
         except FormProblems as refused:
             return _ladder_page(programme, form, errors=_errors(refused.fields), steps=steps,
                                 status=422)
@@ -456,7 +458,8 @@ def new_partner():
             values = parse_partner_form(request.form)
             programme = programme or ensure_programme(
                 uow, coordinator_emails=services_of(current_app).settings.coordinator_emails)
-            partner = create_partner(uow, programme, values, now=utcnow(), actor=_actor())
+            partner = create_partner(uow, programme, values, now=utcnow(), actor=_actor(),
+                                     language=_language())
         except FormProblems as refused:
             errors = _errors(refused.fields)
         if errors:
@@ -512,7 +515,7 @@ def partner(partner_id: int):
         try:
             values = parse_partner_form(request.form)
             changed = change_partner(uow, programme.id, partner_id, values, now=utcnow(),
-                                     actor=_actor())
+                                     actor=_actor(), language=_language())
         except FormProblems as refused:
             uow.rollback()
             return page(request.form, errors=_errors(refused.fields), status=422)
@@ -557,7 +560,7 @@ def import_partners_page():
         return _import_refused(_("Die Datei ist zu groß: höchstens %(mb)d MB.",
                                  mb=MAX_CSV_BYTES // (1024 * 1024)))
     try:
-        text, notes = decode_partner_csv(data)
+        text, notes = decode_partner_csv(data, language=_language())
     except InvalidInput as refused:
         return _import_refused(str(refused))
     with database.unit_of_work() as uow:
@@ -577,7 +580,7 @@ def _import_refused(message: str):
 
 
 def _import_preview(uow, text: str, notes: list[str], status: int = 200):
-    result = preview_import(uow, _programme_or_none(uow), text)
+    result = preview_import(uow, _programme_or_none(uow), text, language=_language())
     return render_template("setup_import.html", preview=result, notes=notes, error=None,
                            text=text if not result.errors else ""), \
         422 if result.errors else status
@@ -613,7 +616,8 @@ def templates():
                     uow, coordinator_emails=services_of(current_app).settings.coordinator_emails)
                 try:
                     template, new = load_template_version(uow, programme, definition,
-                                                          now=utcnow(), actor=_actor())
+                                                          now=utcnow(), actor=_actor(),
+                                                          language=_language())
                 except InvalidInput as refused:
                     error, details = refused.args[0], refused.problems
                 else:

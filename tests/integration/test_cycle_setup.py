@@ -295,6 +295,36 @@ def test_the_ladder_form_refuses_bad_input_and_says_what_it_governs(coordinator,
             Event.kind == EventKind.POLICY_CHANGED))
 
 
+def test_the_ladder_is_refused_in_the_page_language(coordinator, services):
+    # A policy stored by hand (or before today's rules) that the rules now refuse: saving the
+    # ladder on top of it says why, in the page's words; nothing is saved.
+    with services.database.unit_of_work() as uow:
+        programme = get_programme(uow)
+        programme.policy = {**programme.policy, "retention_cycles": 0}
+        uow.commit()
+    ladder = {"steps": "1", "reminders_before": "28, 14", "window_start": "08:00",
+              "window_end": "10:00", "step-0-days": "3", "step-0-email": "overdue_reminder",
+              "step-0-audience": "contact"}
+    wording = {"de": ("Ungültige Berichtsregel: retention_cycles muss zwischen 1 und 100 liegen.",
+                      "Das Versandfenster muss nach seinem Beginn enden."),
+               "en": ("Invalid reporting rule: retention_cycles must be between 1 and 100.",
+                      "The sending window must end after it begins.")}
+    for language, other in (("en", "de"), ("de", "en")):
+        coordinator.post("/language", data={"lang": language, "csrf_token": csrf_token(
+            coordinator.get("/setup/cycles").get_data(as_text=True))})
+        for change, index in (({}, 0), ({"window_end": "07:00"}, 1)):
+            response = post(coordinator, "/setup/ladder", {**ladder, **change})
+            assert response.status_code == 422, (language, change)
+            page = response.get_data(as_text=True)
+            assert f'<html lang="{language}">' in page
+            assert wording[language][index] in page and wording[other][index] not in page, \
+                (language, change)
+    with services.database.unit_of_work() as uow:
+        assert get_programme(uow).policy["retention_cycles"] == 0
+        assert not uow.session.scalar(select(func.count()).select_from(Event).where(
+            Event.kind == EventKind.POLICY_CHANGED))
+
+
 def test_a_test_mail_goes_to_the_signed_in_coordinator_only(coordinator, services, smtp):
     assert plan(coordinator).status_code == 303
     cycle_id = cycle_id_of(services)

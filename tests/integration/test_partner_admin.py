@@ -2,6 +2,7 @@
 create, edit, group membership, deactivate, the CSV import with its preview, report forms."""
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -299,6 +300,120 @@ def test_report_form_versions_are_listed_and_loaded_from_json(coordinator, servi
         assert message in response.get_data(as_text=True), response.get_data(as_text=True)
     with services.database.unit_of_work() as uow:
         assert uow.session.scalar(select(func.count()).select_from(ReportTemplate)) == 2
+
+
+def switch_language(client, language: str):
+    client.post("/language", data={"lang": language, "next": "/setup/partners", "csrf_token":
+                                   csrf_token(client.get("/setup/partners").get_data(as_text=True))})
+
+
+HEADER = ("name,kind,contact_name,contact_email,deputy_email,head_name,head_email,language,"
+          "joined_on,group")
+# What the import and the template upload say, in each language of the set-up pages.
+WORDING = {
+    "de": {"aborted": "Import abgebrochen, nichts wurde gespeichert:",
+           "line": "Zeile 3: unbekannte Art 'Zoo' (erlaubt: Kommune, Kreis, Behörde, Polizei, "
+                   "Jobcenter, Verband, Unternehmen, Kooperation); contact_email: ungültige "
+                   "E-Mail-Adresse 'keine-adresse'; joined_on: 'gestern' ist kein Datum "
+                   "(JJJJ-MM-TT)",
+           "twice": "Zeile 4: Name doppelt (schon in Zeile 2)",
+           "group": "Zeile 2: Gruppe 'Niemand' ist kein bekannter Partner",
+           "note": "Datei war nicht UTF-8; als Windows-1252 gelesen.",
+           "shared": "Zeilen 3, 4: die E-Mail-Adresse p1@example.org ist Berichtskontakt "
+                     "mehrerer Partner ('Partner 00001', 'Zweiter Partner'); sie erhält die Mails "
+                     "aller dieser Partner.",
+           "workbook": "Die Datei ist eine Arbeitsmappe (Excel oder LibreOffice), keine CSV-Datei",
+           "template": "Die Berichtsvorlage ist fehlerhaft:",
+           "question": "Abschnitt a, Frage x: unbekannter Typ 'decimal'",
+           "version": "Version 2 der Vorlage 2028 gibt es schon mit anderem Inhalt: bitte die "
+                      "Versionsnummer erhöhen.",
+           "bounds": "Die Berichtsvorlage ist fehlerhaft: year muss zwischen 2000 und 2100 liegen.",
+           "object": "Die Berichtsvorlage muss ein JSON-Objekt sein.",
+           "group_rule": "Diese Gruppe ist nicht möglich: bereits gespeichert: 'Partner 00000' "
+                         "ist Mitglied von 'Städtekooperation' (bereits gespeichert) und hat "
+                         "selbst Mitglieder: 'Partner 00001' (bereits gespeichert); Mitglieder "
+                         "einer Gruppe können keine eigenen Mitglieder haben"},
+    "en": {"aborted": "Import cancelled, nothing was saved:",
+           "line": "Line 3: unknown kind 'Zoo' (allowed: Kommune, Kreis, Behörde, Polizei, "
+                   "Jobcenter, Verband, Unternehmen, Kooperation); contact_email: invalid email "
+                   "address 'keine-adresse'; joined_on: 'gestern' is not a date (YYYY-MM-DD)",
+           "twice": "Line 4: name appears twice (already in line 2)",
+           "group": "Line 2: group 'Niemand' is not a known partner",
+           "note": "The file was not UTF-8; it was read as Windows-1252.",
+           "shared": "Lines 3, 4: the email address p1@example.org is the reporting contact of "
+                     "several partners ('Partner 00001', 'Zweiter Partner'); it receives the "
+                     "emails of all these partners.",
+           "workbook": "The file is a workbook (Excel or LibreOffice), not a CSV file",
+           "template": "The report template has errors:",
+           "question": "Section a, question x: unknown type 'decimal'",
+           "version": "Version 2 of the 2028 template already exists with different content: "
+                      "please increase the version number.",
+           "bounds": "The report template has errors: year must be between 2000 and 2100.",
+           "object": "The report template must be a JSON object.",
+           "group_rule": "This group is not possible: Already saved: 'Partner 00000' is a "
+                         "member of 'Städtekooperation' (already saved) and has members of its "
+                         "own: 'Partner 00001' (already saved); members of a group cannot have "
+                         "members of their own"},
+}
+
+
+def test_the_import_the_group_rule_and_the_template_upload_refuse_in_the_page_language(
+        coordinator, services):
+    seed_programme(services, partners=2)
+    assert post(coordinator, "/setup/partners/new", {
+        "name": "Städtekooperation", "kind": "kooperation"}).status_code == 303
+    group, member, other = (partner_id(services, n) for n in
+                            ("Städtekooperation", "Partner 00000", "Partner 00001"))
+    assert post(coordinator, f"/setup/partners/{member}", {
+        "action": "save", "name": "Partner 00000", "kind": "kommune",
+        "group_id": str(group)}).status_code == 303
+    with services.database.unit_of_work() as uow:
+        definition = uow.session.scalars(select(ReportTemplate.definition)).one()
+    loaded = {**definition, "year": 2028, "version": 2}
+    assert upload(coordinator, json.dumps(loaded).encode(), "v2.json",
+                  url="/setup/templates").status_code == 303
+    partner = "Partner 00000,Kommune,K,p0@example.org,,,,de,,"
+    bad_lines = [HEADER, partner, "Kaputt,Zoo,x,keine-adresse,,,,de,gestern,", partner]
+    unknown_group = [HEADER, partner + "Niemand"]
+    shared = [HEADER, partner, "Partner 00001,Kreis,Kontakt Eins,p1@example.org,,,,de,,",
+              "Zweiter Partner,Verband,Jürgen,p1@example.org,,,,en,,"]
+    templates = {"question": {**loaded, "version": 3, "sections": [{"id": "a", "questions": [
+                     {"id": "x", "type": "decimal", "label": {"de": "x"}}]}]},
+                 "version": {**loaded, "title": {"de": "Anders"}},
+                 "bounds": {**loaded, "year": 10**12}, "object": [1, 2]}
+    before = row_counts(services)
+    for language, other_language in (("en", "de"), ("de", "en")):
+        switch_language(coordinator, language)
+        said, unsaid = WORDING[language], WORDING[other_language]
+
+        def shown(response, status: int) -> str:
+            assert response.status_code == status, (language, response.get_data(as_text=True))
+            page = html.unescape(response.get_data(as_text=True))
+            assert f'<html lang="{language}">' in page
+            return page
+
+        page = shown(upload(coordinator, "\n".join(bad_lines).encode()), 422)
+        for key in ("aborted", "line", "twice"):
+            assert said[key] in page and unsaid[key] not in page, (language, key)
+        page = shown(upload(coordinator, "\n".join(unknown_group).encode()), 422)
+        assert said["group"] in page and unsaid["group"] not in page, language
+        page = shown(upload(coordinator, "\n".join(shared).encode("cp1252")), 200)
+        for key in ("note", "shared"):
+            assert said[key] in page and unsaid[key] not in page, (language, key)
+        page = shown(upload(coordinator, b"PK\x03\x04rest", "partners.xlsx"), 422)
+        assert said["workbook"] in page and unsaid["workbook"] not in page, language
+        page = shown(post(coordinator, f"/setup/partners/{other}", {
+            "action": "save", "name": "Partner 00001", "kind": "kreis",
+            "group_id": str(member)}), 422)
+        assert said["group_rule"] in page and unsaid["group_rule"] not in page, language
+        for key, refused in templates.items():
+            page = shown(upload(coordinator, json.dumps(refused).encode(), "t.json",
+                                url="/setup/templates"), 422)
+            assert said[key] in page and unsaid[key] not in page, (language, key)
+        page = shown(upload(coordinator, json.dumps(templates["question"]).encode(), "t.json",
+                            url="/setup/templates"), 422)
+        assert said["template"] in page, language
+    assert row_counts(services) == before
 
 
 def test_viewers_see_the_set_up_pages_but_cannot_change_anything(app, services):
