@@ -18,7 +18,6 @@ from workflow.models import (Contact, Cycle, CycleState, Event, MemberPart, Noti
 from workflow.policy import (END_OF_DAY, Audience, PlannedRung, ReportingPolicy,
                              plan_cycle_rungs, plan_submission_rungs)
 from workflow.redaction import blank_personal_links
-from workflow.report_form import template_message
 from workflow.report_templates import load_template
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
@@ -453,26 +452,10 @@ def template_versions(uow: UnitOfWork, programme_id: int) -> list[TemplateRow]:
                         in_use=n) for t, n in rows]
 
 
-def _check_bounds(data, language: str = "de"):
-    """Year and version within what the columns and the service hold (load_template takes any
-    whole number, and a database refuses one beyond its integers)."""
-    if not isinstance(data, dict):
-        return  # load_template says what is wrong
-    for key, low, high in (("year", FIRST_YEAR, LAST_YEAR), ("version", 1, 1_000_000)):
-        try:
-            value = int(data.get(key, low))
-        except (TypeError, ValueError, OverflowError):
-            continue
-        if not low <= value <= high:
-            raise InvalidInput(template_message("out_of_range", language, key=key, low=low,
-                                                high=high))
-
-
 def load_template_version(uow: UnitOfWork, programme: Programme, data, *, now: datetime,
                           actor: str, language: str = "de") -> tuple[ReportTemplate, bool]:
     """Store a report form version (checked by load_template); True if it is new. A refusal is
     worded in ``language``."""
-    _check_bounds(data, language)
     before = set(uow.session.scalars(select(ReportTemplate.id).where(
         ReportTemplate.programme_id == programme.id)))
     template = load_template(uow, programme, data, language=language)

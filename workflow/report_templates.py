@@ -14,11 +14,20 @@ from workflow.report_form import ReportTemplateDef, template_message
 from workflow.uow import UnitOfWork
 
 
+TEMPLATE_YEARS = (2000, 2100)  # as for cycles
+MAX_VERSION = 1_000_000
+
+
 def load_template(uow: UnitOfWork, programme: Programme, data: dict, *,
                   language: str = "de") -> ReportTemplate:
     """Store a template definition (checked first); the same version twice is a no-op. A refusal
     is worded in ``language``."""
     definition = ReportTemplateDef.from_dict(data, language=language)
+    for key, value, low, high in (("year", definition.year, *TEMPLATE_YEARS),
+                                  ("version", definition.version, 1, MAX_VERSION)):
+        if not low <= value <= high:  # a database refuses whole numbers beyond its integers
+            raise InvalidInput(template_message("out_of_range", language, key=key, low=low,
+                                                high=high))
     existing = uow.session.scalars(select(ReportTemplate).where(
         ReportTemplate.programme_id == programme.id, ReportTemplate.year == definition.year,
         ReportTemplate.version == definition.version)).first()

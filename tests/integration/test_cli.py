@@ -185,3 +185,13 @@ def test_exports_data_care_and_api_tokens_on_the_command_line(cli, tmp_path):
     assert re.search(r"rc_[A-Za-z0-9_-]{40,}", token)
     assert "Kein aktives Konto" in cli("users", "token", "niemand@example.org", "--name", "x",
                                        expect=2).stderr
+
+
+def test_a_template_year_or_version_beyond_reason_is_refused(cli, tmp_path):
+    cli("partners", "import", str(write(tmp_path, GOOD_CSV)))
+    definition = json.loads((ROOT / "reportcycles" / "data" / "report_templates" /
+                             "nrw-vielfalt-2027.json").read_text(encoding="utf-8"))
+    for key, value in (("year", 99_999_999_999), ("version", 10 ** 12)):
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps({**definition, key: value}), encoding="utf-8")
+        assert f"{key} muss zwischen" in cli("templates", "load", str(path), expect=2).stderr
