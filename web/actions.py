@@ -99,17 +99,22 @@ def cycle_page(cycle_id: int) -> str:
     return url_for("overview.cycle", cycle_id=cycle_id)
 
 
-def _one_click(submission_id: int, use_case: Callable, success: str, **kwargs):
-    """A one-click action on a submission: done or refused, the partner page says which."""
+def _acted(use_case: Callable, target_id: int, success: str, back: str, **kwargs):
+    """Run an action: done or refused, the page it goes back to says which."""
     try:
-        _run(use_case, submission_id, **kwargs)
+        _run(use_case, target_id, **kwargs)
     except NotFound:
         abort(404)
     except DomainError as refusal:
         flash(said(refusal), "error")
     else:
         flash(success, "success")
-    return redirect(submission_page(submission_id), 303)
+    return redirect(back, 303)
+
+
+def _one_click(submission_id: int, use_case: Callable, success: str, **kwargs):
+    """A one-click action on a submission; the partner page says how it went."""
+    return _acted(use_case, submission_id, success, submission_page(submission_id), **kwargs)
 
 
 # Accept and return -------------------------------------------------------------------------------
@@ -242,15 +247,8 @@ def resume_whole_cycle(cycle_id):
 
 
 def _cycle_action(cycle_id: int, use_case: Callable, success: str):
-    try:
-        _run(use_case, cycle_id)
-    except NotFound:
-        abort(404)
-    except DomainError as refusal:
-        flash(said(refusal), "error")
-    else:
-        flash(success, "success")
-    return redirect(cycle_page(cycle_id), 303)
+    """An action on the whole cycle; its overview says how it went."""
+    return _acted(use_case, cycle_id, success, cycle_page(cycle_id))
 
 
 # Extension requests ------------------------------------------------------------------------------

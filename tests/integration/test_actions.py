@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.integration.conftest import seed_programme
+from tests.integration.test_delivery import Holding
 from tests.support.nu_checker import nu_check
 from tests.support.report import VALID_ANSWERS
 from tests.support.sign_in import csrf_token, sign_in, signed_in_client
@@ -323,7 +324,7 @@ def test_a_paused_partner_gets_no_reminder_at_the_sweep_nor_at_send_time_until_r
     # The sweep passes the paused partner by; a mail queued before a pause is held at send time.
     due = desk.next_rung_due() + timedelta(hours=1)
     [rung] = {r.rung for r in desk.rows(paused, status="planned") if r.due_at < due}
-    desk.services.database.dispatcher, real = _Holding(), desk.services.database.dispatcher
+    desk.services.database.dispatcher, real = Holding(), desk.services.database.dispatcher
     desk.sweep_at(due)
     held_ids, desk.services.database.dispatcher = desk.services.database.dispatcher.ids, real
     assert {r.submission_id for r in _rows_by_id(desk, held_ids)} == {other, queued_then_paused}
@@ -342,17 +343,6 @@ def test_a_paused_partner_gets_no_reminder_at_the_sweep_nor_at_send_time_until_r
     desk.sweep_at(due + timedelta(hours=1))
     assert [r.status for r in desk.rows(paused) if r.rung == rung] == ["sent"]
     assert len(desk.mails(rung)) == 2
-
-
-class _Holding:
-    def __init__(self):
-        self.ids = []
-
-    def send_notifications(self, ids, as_of=None):
-        self.ids.extend(ids)
-
-    def backlog(self):
-        return None
 
 
 def _rows_by_id(desk, ids) -> list[Notification]:

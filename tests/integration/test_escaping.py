@@ -13,6 +13,7 @@ from markupsafe import escape
 from sqlalchemy import select
 
 from tests.integration.conftest import berlin
+from tests.integration.test_mail_html import at, run_sweep
 from tests.support.report import VALID_ANSWERS, load_shipped_template
 from tests.support.sign_in import csrf_token, signed_in_client
 from web import create_app
@@ -26,7 +27,6 @@ from workflow.reporting import save_draft, submit_report
 from workflow.requests import decide_extension, declare_intent, request_extension
 from workflow.review import return_report
 from workflow.submissions import issue_link_token, load_submission
-from workflow.sweep import sweep
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
@@ -67,22 +67,6 @@ def submission_of(services, name: str) -> int:
     with services.database.unit_of_work() as uow:
         return uow.session.scalar(select(Submission.id).join(Partner).where(
             Partner.name == f"{NAME} {name}"))
-
-
-def at(services, when, use_case, *args, **kwargs):
-    """One use case in its own committed transaction, then the sweep at the same instant
-    (mails leave after commit, over the real SMTP server)."""
-    with services.database.unit_of_work() as uow:
-        result = use_case(uow, *args, now=when, **kwargs)
-        uow.commit()
-    run_sweep(services, when)
-    return result
-
-
-def run_sweep(services, when):
-    with services.database.unit_of_work() as uow:
-        sweep(uow, when)
-        uow.commit()
 
 
 def submit(uow, submission_id, *, now):
