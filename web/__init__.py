@@ -68,7 +68,9 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
 
     from infra.mail import format_date
     from workflow.report_form import display
-    app.jinja_env.globals.update(get_locale=get_locale, display=display)
+    from web.labels import partner_labels
+    app.jinja_env.globals.update(get_locale=get_locale, display=display,
+                                 partner_labels=partner_labels)
     app.jinja_env.filters["fdate"] = lambda day: format_date(day, str(get_locale() or "de")) \
         if day else ""
     app.register_blueprint(public.bp)
