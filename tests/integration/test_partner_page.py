@@ -329,6 +329,10 @@ def test_the_dashboard_pages_are_valid_html_in_both_languages(world, tmp_path):
             files[-1].write_text(response.get_data(as_text=True), encoding="utf-8")
     english = (tmp_path / "partner_en.html").read_text(encoding="utf-8")
     assert 'lang="en"' in english and "Contacts" in english and "30 June 2027" in english
+    # The names of states and kinds follow the page too, though German was rendered first.
+    assert "<dt>State</dt><dd>returned</dd>" in english and "Municipality" in english
+    table = (tmp_path / "table_en.html").read_text(encoding="utf-8")
+    assert "zurückgegeben" not in table and "returned" in table
     problems = [m for m in nu_check(files) if m.type != "info" or m.is_warning]
     assert not problems, "\n".join(map(str, problems))
 
