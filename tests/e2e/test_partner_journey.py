@@ -235,6 +235,7 @@ def test_english_contact_gets_the_pages_in_english_and_can_switch(service, page)
 def test_typing_is_saved_in_the_background(service, page):
     link = open_link(page, service, SOLINGEN)
     page.get_by_role("button", name="Bericht beginnen").click()
+    page.wait_for_load_state()  # typing before the deferred script listens would not be seen
     page.get_by_label("Beschäftigte insgesamt").fill("2950")
     expect(page.locator("#autosave-status")).to_contain_text("Entwurf gespeichert um",
                                                              timeout=15000)
