@@ -9,7 +9,7 @@ import time
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from tests.support.servers import ROOT, free_port, smtp_server, wait_for_port
 
@@ -95,3 +95,24 @@ def assert_accessible(page):
     violations = [(v["id"], [n["target"] for n in v["nodes"]][:3])
                   for v in results.response["violations"]]
     assert violations == [], f"{page.url}: {violations}"
+
+
+def tab_to(page, selector: str, limit: int = 200):
+    """Press Tab until the element matching ``selector`` has the focus, as a keyboard user
+    would."""
+    for _ in range(limit):
+        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)",
+                         selector):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"{selector} cannot be reached with the Tab key")
+
+
+def ask_for_more_time(partner, link: str, new_due: str, reason: str):
+    """A partner asks for a later deadline on its own page (the form of the personal link)."""
+    partner.goto(link)
+    partner.get_by_role("link", name="Fristverlängerung beantragen").click()
+    partner.get_by_label("Gewünschte neue Frist").fill(new_due)
+    partner.get_by_label("Grund").fill(reason)
+    partner.get_by_role("button", name="Antrag senden").click()
+    expect(partner.get_by_role("status").first).to_contain_text("Ihr Antrag ist eingegangen")

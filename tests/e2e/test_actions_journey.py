@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import assert_accessible
+from tests.e2e.conftest import ask_for_more_time, assert_accessible
 from tests.support.sign_in import console_sign_in_link
 
 SOLINGEN = "berichte@solingen.example.org"
@@ -24,12 +24,8 @@ def test_a_coordinator_grants_exempts_and_resends_from_the_pages(service, browse
                                                                   tmp_path):
     # The partner asks for more time on its own page.
     partner = browser.new_context(locale="de-DE").new_page()
-    partner.goto(service.link_in(service.wait_for_mail("invitation", SOLINGEN)))
-    partner.get_by_role("link", name="Fristverlängerung beantragen").click()
-    partner.get_by_label("Gewünschte neue Frist").fill("2027-06-30")
-    partner.get_by_label("Grund").fill("Personalwechsel <im> Team & mehr")
-    partner.get_by_role("button", name="Antrag senden").click()
-    expect(partner.get_by_role("status").first).to_contain_text("Ihr Antrag ist eingegangen")
+    ask_for_more_time(partner, service.link_in(service.wait_for_mail("invitation", SOLINGEN)),
+                      "2027-06-30", "Personalwechsel <im> Team & mehr")
 
     # The coordinators' mail links to the request; the coordinator signs in on the way.
     mail = service.wait_for_mail("extension_request", "koordination@example.org")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import assert_accessible
+from tests.e2e.conftest import ask_for_more_time, assert_accessible, tab_to
 from tests.support.report import VALID_ANSWERS
 from tests.support.sign_in import console_sign_in_link
 
@@ -24,13 +24,6 @@ RADIO = {"share_surveyed", "share_method", "selection_criterion"}
 PDF = b"%PDF-1.4\n% Auswahlleitfaden\n"
 
 
-def tab_to(page, selector: str, limit: int = 60):
-    """Press Tab until ``selector`` has the focus, as a keyboard user would."""
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        if page.evaluate("s => document.activeElement.matches(s)", selector):
-            return
-    raise AssertionError(f"{selector} never got the focus by Tab")
 
 
 def make_overdue(service, names):
@@ -59,12 +52,8 @@ def submit_with_attachment(partner, service):
 
 
 def request_extension(partner, service):
-    partner.goto(service.link_in(service.wait_for_mail("invitation", LIPPE_MAIL)))
-    partner.get_by_role("link", name="Fristverlängerung beantragen").click()
-    partner.get_by_label("Gewünschte neue Frist").fill("30.06.2027")
-    partner.get_by_label("Grund").fill("Personalwechsel im Integrationsteam")
-    partner.get_by_role("button", name="Antrag senden").click()
-    expect(partner.get_by_role("status").first).to_contain_text("Ihr Antrag ist eingegangen")
+    ask_for_more_time(partner, service.link_in(service.wait_for_mail("invitation", LIPPE_MAIL)),
+                      "30.06.2027", "Personalwechsel im Integrationsteam")
 
 
 def open_partner_page(page, overview, name):

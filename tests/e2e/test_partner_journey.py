@@ -5,7 +5,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import assert_accessible
+from tests.e2e.conftest import assert_accessible, tab_to
 from tests.support.report import VALID_ANSWERS
 
 SOLINGEN = "berichte@solingen.example.org"
@@ -72,14 +72,6 @@ def test_partner_saves_a_draft_comes_back_and_submits(service, page):
     assert_accessible(page)
 
 
-def tab_to(page, selector, limit=200):
-    """Press Tab until the element matching ``selector`` has the focus."""
-    for _ in range(limit):
-        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)",
-                         selector):
-            return
-        page.keyboard.press("Tab")
-    raise AssertionError(f"{selector} cannot be reached with the Tab key")
 
 
 def test_the_whole_journey_works_with_the_keyboard_alone(service, page):

@@ -7,19 +7,12 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import assert_accessible
+from tests.e2e.conftest import assert_accessible, tab_to
 from tests.support.sign_in import console_sign_in_link
 
 NEW_PASSWORD = "Vielfalt stärkt Nordrhein-Westfalen"
 
 
-def tab_to(page, selector: str, limit: int = 40):
-    """Press Tab until ``selector`` has the focus, as a keyboard user would."""
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        if page.evaluate("s => document.activeElement.matches(s)", selector):
-            return
-    raise AssertionError(f"{selector} never got the focus by Tab")
 
 
 def test_the_console_link_signs_a_newcomer_in_in_one_step(service, page, browser, tmp_path):
