@@ -149,10 +149,15 @@ def test_worker_processes_take_turns_at_the_pace_kept_in_redis(shared_redis):
 
 def test_a_server_that_says_too_fast_slows_every_worker_down(workers):
     """Configured at 25 mails/s against a server that takes 20: some mails get 452 and wait
-    for their retry, the pace drops below 20 for all workers, and nothing fails."""
+    for their retry, the pace drops below 20 for all workers, and nothing fails.
+
+    How many mails the server refuses before the pace settles, and so which mail is the last
+    refused, depends on how late each mail leaves on a busy machine (seen: the 56th); 110
+    mails leave at least 30 after it for the pace to be measured on."""
+    mails = 110
     with rate_limited_smtp(20) as (server, handler):
         services = workers(server.port, 25)
-        ids = queue_invitations(services, partners=80)
+        ids = queue_invitations(services, partners=mails)
         report = deliver(services.mail, ids)
         refused = len(handler.refused)
         assert 1 <= refused <= 15 and not report.failed
@@ -168,7 +173,7 @@ def test_a_server_that_says_too_fast_slows_every_worker_down(workers):
         # After the last 452 the server took every mail, no faster than its limit.
         last_refusal = handler.refused[-1]
         after = [at for at in handler.accepted if at > last_refusal]
-        assert len(after) >= 30 and len(handler.accepted) + refused == 80
+        assert len(after) >= 30 and len(handler.accepted) + refused == mails
         assert (len(after) - 1) / (after[-1] - after[0]) <= 20
         # Their retry comes: every mail reaches the server once, none failed.
         with services.database.unit_of_work() as uow:
@@ -176,8 +181,8 @@ def test_a_server_that_says_too_fast_slows_every_worker_down(workers):
                                 .values(not_before=utcnow() - timedelta(seconds=1)))
             uow.commit()
         assert sorted(deliver(other.mail, report.retrying).sent) == sorted(report.retrying)
-    assert len(handler.message_ids) == 80 == len(set(handler.message_ids))
-    assert statuses(services, ids) == {"sent": 80}
+    assert len(handler.message_ids) == mails == len(set(handler.message_ids))
+    assert statuses(services, ids) == {"sent": mails}
 
 
 def test_without_redis_each_worker_keeps_the_rate_itself_and_says_so_once(caplog,
