@@ -489,9 +489,9 @@ def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
                  Notification.claimed_at < stale_claim)))
         .order_by(Notification.id).limit(limit)))
     if ids:
-        for start in range(0, len(ids), 900):
+        for condition in uow.among(Notification.id, ids):
             uow.session.execute(update(Notification)
-                                .where(Notification.id.in_(ids[start:start + 900]))
+                                .where(condition)
                                 .values(dispatched_at=wall)
                                 .execution_options(synchronize_session=False))
         uow.dispatch(ids)

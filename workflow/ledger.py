@@ -20,7 +20,6 @@ from workflow.policy import INVITATION, Audience, PlannedRung
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.uow import UnitOfWork
 
-CHUNK = 900  # stays below SQLite's bound-parameter limit
 
 
 class LedgerMove(StrEnum):
@@ -90,12 +89,10 @@ def apply(notification: Notification, move: LedgerMove, **values):
 def apply_to_ids(uow: UnitOfWork, ids: Sequence[int], move: LedgerMove, **values) -> int:
     """Move many rows at once; rows not in a source status of ``move`` are left alone."""
     changed = 0
-    ids = list(ids)
-    for start in range(0, len(ids), CHUNK):
+    for condition in uow.among(Notification.id, ids):
         changed += uow.session.execute(
             update(Notification)
-            .where(Notification.id.in_(ids[start:start + CHUNK]),
-                   Notification.status.in_(sources(move)))
+            .where(condition, Notification.status.in_(sources(move)))
             .values(status=target(move), **values)
             .execution_options(synchronize_session=False)).rowcount
     return changed

@@ -214,6 +214,12 @@ class Event(Base):
     payload: Mapped[dict | None] = mapped_column(JSON)
 
 
+# Ladder mails to a partner that left or are leaving: the minimum gap between two is measured
+# from them (a partial index keeps them apart from the rows still planned or long cancelled).
+LADDER_MAIL_OUT = ("needs_open_report AND audience <> 'coordinators' "
+                   "AND status IN ('queued', 'sending', 'sent')")
+
+
 class Notification(Base):
     """The ledger: one row per (submission, rung, deadline); its status is also the outbox."""
 
@@ -225,6 +231,8 @@ class Notification(Base):
               sqlite_where=text("status IN ('queued', 'sending')"),
               postgresql_where=text("status IN ('queued', 'sending')")),
         Index("ix_notification_submission", "submission_id"),
+        Index("ix_notification_ladder_out", "submission_id", "member_part_id",
+              sqlite_where=text(LADDER_MAIL_OUT), postgresql_where=text(LADDER_MAIL_OUT)),
         Index("ix_notification_cycle_status", "cycle_id", "status", "rung"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import func, insert, select, text, update
 
 from workflow.cycles import policy_of
 from workflow.events import EventKind
-from workflow.ledger import (CHUNK, LedgerMove, Verdict, apply_to_ids, still_owed,
-                             window_bound)
-from workflow.models import (Cycle, Event, MemberPart, Notification, NotificationStatus, Partner,
+from workflow.ledger import LedgerMove, Verdict, apply_to_ids, still_owed, window_bound
+from workflow.models import (LADDER_MAIL_OUT, Cycle, Event, MemberPart, Notification, Partner,
                              Programme, Submission, utcnow)
 from workflow.policy import Audience, DueRung, choose_rungs_to_send, in_send_window
 from workflow.uow import UnitOfWork
@@ -60,23 +59,7 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     result = SweepResult(at=now, dry_run=dry_run)
     session = uow.session
     uow.lock("sweep")
-    rows = session.execute(
-        select(Notification.id, Notification.submission_id, Notification.member_part_id,
-               Notification.seq, Notification.rung, Notification.audience,
-               Notification.email, Notification.due_at, Notification.escalation_level,
-               Notification.flags_non_reporting, Notification.needs_open_report,
-               Notification.cycle_id, Cycle.programme_id, Submission.state,
-               Submission.paused_until, Submission.reminders_paused,
-               Cycle.reminders_paused.label("cycle_paused"), MemberPart.completed_at,
-               Submission.escalation_level.label("current_level"), Partner.name)
-        .join(Cycle, Cycle.id == Notification.cycle_id)
-        .outerjoin(Submission, Submission.id == Notification.submission_id)
-        .outerjoin(Partner, Partner.id == Submission.partner_id)
-        .outerjoin(MemberPart, MemberPart.id == Notification.member_part_id)
-        # The status as a literal: a bound parameter would keep PostgreSQL's generic plan of a
-        # prepared statement from using the partial index on planned rows.
-        .where(PLANNED_ROWS, Notification.due_at <= now)
-        .order_by(Notification.due_at, Notification.id)).all()
+    rows = _due_rows(uow, now)
     if not rows:
         return result
 
@@ -163,6 +146,81 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     return result
 
 
+@dataclass(slots=True)
+class _DueRow:
+    """A planned ledger row that is due, with what deciding about it needs."""
+    id: int
+    submission_id: int | None
+    member_part_id: int | None
+    seq: int
+    rung: str
+    audience: Audience
+    email: str
+    due_at: datetime
+    escalation_level: int
+    flags_non_reporting: bool
+    needs_open_report: bool
+    cycle_id: int
+    programme_id: int
+    cycle_paused: bool
+    state: str | None = None
+    paused_until: date | None = None
+    reminders_paused: bool = False
+    current_level: int | None = None
+    name: str | None = None
+    completed_at: datetime | None = None
+
+
+def _due_rows(uow: UnitOfWork, now: datetime) -> list[_DueRow]:
+    """The planned rows due by ``now``, in the order they fell due.
+
+    The ledger's rows are read on their own (the partial index on planned rows finds them),
+    then their submissions, member parts and cycles by primary key. Joined in one statement,
+    PostgreSQL cannot know how few planned rows are due (their due_at shares its values with
+    rows long sent) and hashes the whole submission and partner tables."""
+    session = uow.session
+    mails = session.execute(
+        select(Notification.id, Notification.submission_id, Notification.member_part_id,
+               Notification.seq, Notification.rung, Notification.audience,
+               Notification.email, Notification.due_at, Notification.escalation_level,
+               Notification.flags_non_reporting, Notification.needs_open_report,
+               Notification.cycle_id)
+        # The status as a literal: a bound parameter would keep PostgreSQL's generic plan of a
+        # prepared statement from using the partial index on planned rows.
+        .where(PLANNED_ROWS, Notification.due_at <= now)
+        .order_by(Notification.due_at, Notification.id)).all()
+    if not mails:
+        return []
+    cycles = {c.id: c for c in session.execute(
+        select(Cycle.id, Cycle.programme_id, Cycle.reminders_paused)
+        .where(Cycle.id.in_({m.cycle_id for m in mails})))}
+    submissions = {}
+    for condition in uow.among(Submission.id, {m.submission_id for m in mails} - {None}):
+        submissions.update((s.id, s) for s in session.execute(
+            select(Submission.id, Submission.state, Submission.paused_until,
+                   Submission.reminders_paused, Submission.escalation_level,
+                   # looked up per row: a join would hash the whole partner table
+                   select(Partner.name).where(Partner.id == Submission.partner_id)
+                   .scalar_subquery().label("name"))
+            .where(condition)))
+    completed = {}
+    for condition in uow.among(MemberPart.id, {m.member_part_id for m in mails} - {None}):
+        completed.update(session.execute(
+            select(MemberPart.id, MemberPart.completed_at).where(condition)).all())
+    rows = []
+    for mail in mails:
+        cycle = cycles[mail.cycle_id]
+        submission = submissions.get(mail.submission_id)
+        rows.append(_DueRow(
+            *mail, programme_id=cycle.programme_id, cycle_paused=bool(cycle.reminders_paused),
+            completed_at=completed.get(mail.member_part_id),
+            **({} if submission is None else {
+                "state": submission.state, "paused_until": submission.paused_until,
+                "reminders_paused": bool(submission.reminders_paused),
+                "current_level": submission.escalation_level, "name": submission.name})))
+    return rows
+
+
 def _too_soon_after_last_mail(uow: UnitOfWork, rows, policies, now: datetime) -> set:
     """Ladders (submission, member part) that had a ladder mail to the partner fewer than the
     policy's minimum gap of working days ago: they wait, their rungs stay planned."""
@@ -174,16 +232,13 @@ def _too_soon_after_last_mail(uow: UnitOfWork, rows, policies, now: datetime) ->
         return set()
     # When it left, or (in a rehearsal with --at, where the clock is elsewhere) when it was due.
     last_sent = func.max(func.coalesce(Notification.sent_at, Notification.dispatched_at))
-    ids = sorted({sid for sid, _ in ladders})
     held = set()
-    for start in range(0, len(ids), CHUNK):
+    for condition in uow.among(Notification.submission_id, {sid for sid, _ in ladders}):
         for sid, part, last_due, last_left in uow.session.execute(
                 select(Notification.submission_id, Notification.member_part_id,
                        func.max(Notification.due_at), last_sent)
-                .where(Notification.submission_id.in_(ids[start:start + CHUNK]),
-                       Notification.needs_open_report.is_(True),
-                       Notification.audience != Audience.COORDINATORS,
-                       Notification.status.in_(IN_FLIGHT_OR_SENT))
+                # As literals, like the partial index that finds these rows.
+                .where(condition, text(LADDER_MAIL_OUT))
                 .group_by(Notification.submission_id, Notification.member_part_id)):
             row = ladders.get((sid, part))
             last = max(t for t in (last_due, last_left) if t is not None)
@@ -196,5 +251,3 @@ def _too_soon_after_last_mail(uow: UnitOfWork, rows, policies, now: datetime) ->
                 held.add((sid, part))
     return held
 
-
-IN_FLIGHT_OR_SENT = (NotificationStatus.QUEUED, NotificationStatus.SENDING, NotificationStatus.SENT)

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import ARRAY, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
+
+SQLITE_CHUNK = 900  # below SQLite's limit of bound parameters in one statement
 
 
 class Dispatcher(Protocol):
@@ -138,6 +140,18 @@ class UnitOfWork:
 
     def after_commit(self, hook: Callable[[], None]):
         self._after_commit.append(hook)
+
+    def among(self, column, values: Iterable) -> list:
+        """Conditions "``column`` is one of ``values``", one per statement to run: on PostgreSQL
+        a single array parameter (one plan and one round trip however many), on SQLite chunks
+        below its limit of bound parameters. No condition when ``values`` is empty."""
+        values = list(values)
+        if not values:
+            return []
+        if self.database.is_postgres:
+            return [column == any_(bindparam(None, values, type_=ARRAY(column.type)))]
+        return [column.in_(values[start:start + SQLITE_CHUNK])
+                for start in range(0, len(values), SQLITE_CHUNK)]
 
     def dispatch(self, notification_ids: Sequence[int], as_of: datetime | None = None):
         if notification_ids:
