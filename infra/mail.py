@@ -7,8 +7,8 @@ import secrets
 import smtplib
 import ssl
 from contextlib import contextmanager
+from functools import lru_cache
 from datetime import UTC, date, datetime
-from email.header import Header
 from email.utils import format_datetime as email_date
 from email.utils import formataddr, parseaddr
 from pathlib import Path
@@ -81,11 +81,9 @@ def mime_bytes(mail: OutgoingMail) -> bytes:
     same MIME that email.mime and its generator produce, at a small part of their cost per mail
     (header folding in the generator dominated sending at 20,000 mails)."""
     boundary = f"=_rc_{secrets.token_hex(12)}"
-    name, address = parseaddr(mail.sender)
-    sender = formataddr((str(Header(name, "utf-8")), address)) if name else address
     headers = [
-        ("Subject", Header(mail.subject, "utf-8").encode(linesep=CRLF)),
-        ("From", sender),
+        ("Subject", encoded_words(mail.subject)),
+        ("From", _from_header(mail.sender)),
         ("To", f",{CRLF} ".join(mail.to)),
         *((("Cc", f",{CRLF} ".join(mail.cc)),) if mail.cc else ()),
         ("Date", email_date(datetime.now(UTC))),
@@ -107,8 +105,47 @@ def mime_bytes(mail: OutgoingMail) -> bytes:
     return CRLF.join(parts).encode("ascii")
 
 
+def encoded_words(value: str) -> str:
+    """A header's text as RFC 2047 wants it: ASCII as it is, folded at spaces into lines of at
+    most 78 characters; other text as UTF-8 base64 encoded-words of 68 characters at most, one
+    per line, never splitting a character. (email.header.Header does the same, but weighing
+    quoted-printable against base64 character by character took half a millisecond a mail.)"""
+    if value.isascii():
+        lines = [""]
+        for word in value.split(" "):
+            if lines[-1] and len(lines[-1]) + 1 + len(word) > 78 - len("Subject: "):
+                lines.append(word)
+            else:
+                lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+        return f"{CRLF} ".join(lines)
+    words, chunk = [], b""
+    for character in value:
+        encoded = character.encode("utf-8")
+        if len(chunk) + len(encoded) > 42:  # 56 base64 characters: "Subject: " + word < 78
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return f"{CRLF} ".join(f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?="
+                           for word in words)
+
+
+@lru_cache(maxsize=32)
+def _from_header(sender: str) -> str:
+    name, address = parseaddr(sender)
+    if not name:
+        return address
+    return formataddr((name, address)) if name.isascii() else (
+        f"{encoded_words(name)}{CRLF} <{address}>")
+
+
+@lru_cache(maxsize=32)
+def _address_of(sender: str) -> str:
+    return parseaddr(sender)[1]
+
+
 def envelope_sender(mail: OutgoingMail) -> str:
-    return mail.return_path or parseaddr(mail.sender)[1]
+    return mail.return_path or _address_of(mail.sender)
 
 
 class SmtpTransport:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from sqlalchemy import ARRAY, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class Database:
             self._records_factory = sessionmaker(engine, expire_on_commit=False)
         return self._records_factory
 
+    def recorder(self) -> "Recorder":
+        """Record transactions (see ``unit_of_work``) over one connection held for a block."""
+        return Recorder(self, self._records().kw["bind"])
+
     def dispose(self):
         self.engine.dispose()
         if self._records_factory is not None:
@@ -166,3 +171,43 @@ class UnitOfWork:
         else:
             # SQLite transactions here start with BEGIN IMMEDIATE: the write lock is already held.
             self.session.execute(text("SELECT 1"))
+
+
+class Recorder:
+    """Records that are one statement each, committed on their own (autocommit) over one
+    connection held for a block: no checkout, liveness ping, BEGIN and COMMIT per mail. On
+    PostgreSQL only (``single_statements``); elsewhere records are units of work.
+
+    A connection found dead is replaced and the statement tried once more, so a database
+    restarted between two mails costs no record (a record whose commit did arrive before the
+    connection died then finds its row already moved, and says so)."""
+
+    def __init__(self, database: Database, engine: Engine):
+        self.engine = engine
+        self.single_statements = database.is_postgres
+        self.connection = None
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc):
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def execute(self, statement, parameters: dict):
+        """The statement's first row, or None; committed."""
+        for attempt in (1, 2):
+            if self.connection is None:
+                self.connection = self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT")
+            try:
+                return self.connection.execute(statement, parameters).first()
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == 2:
+                    raise
+                log.warning("the database connection was lost between two records: "
+                            "recording again over a new one")
+                self.connection.close()
+                self.connection = None
+        raise AssertionError("unreachable")

@@ -138,6 +138,30 @@ def test_a_slow_batch_keeps_its_claim_and_no_mail_goes_out_twice(stack, smtp):
     assert len(received) == 6 and set(received.values()) == {1}
 
 
+def test_every_mail_is_recorded_with_its_event_however_the_record_was_written(stack, smtp):
+    """The first mail of a batch is recorded in a unit of work (it also ends an outbox pause);
+    on PostgreSQL the others in one statement each. Rows, copies and events are the same."""
+    services = stack()
+    ids = open_and_queue(services, partners=4)
+    report = deliver(services.mail, ids)
+    assert report.sent == ids
+    found = rows(services, ids)
+    sent = {e.payload["message_id"]: e for e in events(services, EventKind.NOTIFICATION_SENT)}
+    assert len(sent) == 4
+    with smtp[1].lock:
+        received = {m["message"]["Message-ID"]: m["message"]["To"] for m in smtp[1].messages}
+    for notification in found.values():
+        event = sent[notification.message_id]
+        assert notification.status == "sent" and notification.claim_token is not None
+        assert notification.sent_subject and "/r/…" in notification.sent_text
+        assert notification.sent_to == [received[notification.message_id]]
+        assert notification.refused is None and notification.last_error is None
+        assert (event.cycle_id, event.submission_id, event.actor, event.at) == (
+            notification.cycle_id, notification.submission_id, "worker", notification.sent_at)
+        assert event.payload == {"rung": "invitation", "message_id": notification.message_id}
+    assert set(received) == {n.message_id for n in found.values()}
+
+
 def test_a_weekend_without_a_mail_server_loses_nothing_and_burns_no_attempt(stack, tmp_path):
     port = free_port()  # nothing listens here until the server comes back
     services = stack(port=port)
