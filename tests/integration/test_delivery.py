@@ -5,6 +5,7 @@ the minimum gap between two mails. Each test asserts on the ledger and on what t
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -160,6 +161,43 @@ def test_every_mail_is_recorded_with_its_event_however_the_record_was_written(st
             notification.cycle_id, notification.submission_id, "worker", notification.sent_at)
         assert event.payload == {"rung": "invitation", "message_id": notification.message_id}
     assert set(received) == {n.message_id for n in found.values()}
+
+
+def test_a_database_connection_lost_between_two_mails_costs_no_record(stack, smtp,
+                                                                        database_url):
+    """Every connection to PostgreSQL is cut after the third mail left: its record
+    goes over a new connection, and every mail is sent and recorded once."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("cutting a server's connections is a PostgreSQL test")
+    services = stack()
+    ids = open_and_queue(services, partners=5)
+    connect, sent = services.mail.transport.connect, []
+
+    class CutAfterTheThirdMail:
+        def __init__(self, connection):
+            self.connection = connection
+
+        def send(self, mail):
+            refused = self.connection.send(mail)
+            sent.append(mail.message_id)
+            if len(sent) == 3:
+                with services.database.engine.connect() as admin:
+                    admin.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            return refused
+
+    @contextmanager
+    def cutting():
+        with connect() as connection:
+            yield CutAfterTheThirdMail(connection)
+
+    services.mail.transport.connect = cutting
+    report = deliver(services.mail, ids)
+    assert report.sent == ids and not report.lost
+    assert statuses(services, rung="invitation") == {"sent": 5}
+    assert len(events(services, EventKind.NOTIFICATION_SENT)) == 5
+    assert message_ids(smtp[1]) == Counter({message_id: 1 for message_id in sent})
 
 
 def test_a_weekend_without_a_mail_server_loses_nothing_and_burns_no_attempt(stack, tmp_path):
