@@ -66,13 +66,12 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
         return redirect(local_path(request.form.get("next")), 303)
     from flask_babel import get_locale
 
-    from infra.mail import format_date
     from workflow.report_form import display
-    from web.labels import partner_labels
+    from web.labels import page_date, page_datetime, page_gettext, partner_labels
+    app.context_processor(page_gettext)
     app.jinja_env.globals.update(get_locale=get_locale, display=display,
                                  partner_labels=partner_labels)
-    app.jinja_env.filters["fdate"] = lambda day: format_date(day, str(get_locale() or "de")) \
-        if day else ""
+    app.jinja_env.filters.update(fdate=page_date, local_datetime=page_datetime)
     app.register_blueprint(public.bp)
     app.register_blueprint(overview.bp)
     app.register_blueprint(submissions.bp)

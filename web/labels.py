@@ -2,10 +2,53 @@
 once per language and process (a page of 50 rows would otherwise translate them on every render)."""
 from __future__ import annotations
 
-from flask_babel import get_locale
+from flask_babel import get_locale, get_translations
 from flask_babel import gettext as _
+from jinja2 import pass_context, pass_eval_context
+from markupsafe import Markup
+
+from infra.mail import format_date, format_datetime
 
 _translated: dict[str, dict[str, dict[str, str]]] = {}
+
+
+def page_gettext() -> dict:
+    """``gettext`` and ``ngettext`` for one page, bound to its catalogue once (a context
+    processor): Flask-Babel's own look the catalogue up through the request context on every
+    call, and the partner table makes 150 of them. They behave like Jinja's new-style ones:
+    the result is a format string, marked safe under autoescaping, whose variables are escaped."""
+    translations = get_translations()
+
+    @pass_eval_context
+    def gettext(eval_ctx, string: str, **variables):
+        text = translations.ugettext(string)
+        return (Markup(text) if eval_ctx.autoescape else text) % variables
+
+    @pass_eval_context
+    def ngettext(eval_ctx, singular: str, plural: str, num: int, **variables):
+        variables.setdefault("num", num)
+        text = translations.ungettext(singular, plural, num)
+        return (Markup(text) if eval_ctx.autoescape else text) % variables
+
+    return {"gettext": gettext, "ngettext": ngettext, "page_language": str(get_locale() or "de")}
+
+
+def _language(context) -> str:
+    """The page's language as the context processor found it (a macro imported without
+    context has not got it: then asked again)."""
+    return context.get("page_language") or str(get_locale() or "de")
+
+
+@pass_context
+def page_date(context, day) -> str:
+    """``|fdate``: a date in the page's language."""
+    return format_date(day, _language(context)) if day else ""
+
+
+@pass_context
+def page_datetime(context, moment) -> str:
+    """``|local_datetime``: a datetime already in local time, in the page's language."""
+    return format_datetime(moment, _language(context)) if moment else ""
 
 
 def partner_labels() -> dict[str, dict[str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file
 
-from infra.mail import format_datetime
 from web import services_of
 from web.auth import login_required
 from workflow.models import utcnow
@@ -12,13 +11,6 @@ from workflow.partner_page import attachment_file, mail_copy, partner_page
 from workflow.partner_table import TableQuery, partner_table
 
 bp = Blueprint("submissions", __name__)
-
-
-@bp.app_template_filter("local_datetime")
-def local_datetime(moment) -> str:
-    """A datetime already in local time, in the page's language."""
-    from flask_babel import get_locale
-    return format_datetime(moment, str(get_locale() or "de")) if moment else ""
 
 
 @bp.get("/cycles/<int:cycle_id>/partners")
