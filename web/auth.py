@@ -148,7 +148,7 @@ def _load_user(user_id: str):
         account_id, epoch = (int(part) for part in user_id.split("."))
     except ValueError:
         return None
-    with services_of(current_app).database.unit_of_work() as uow:
+    with services_of(current_app).database.reading() as uow:  # on every signed-in request
         account = get_account(uow, account_id)
     if account is None or not account.active or account.session_epoch != epoch:
         return None

@@ -31,9 +31,14 @@ def _cache() -> OverviewCache:
 def index():
     services = services_of(current_app)
     now = utcnow()
-    with services.database.unit_of_work() as uow:
+    with services.database.reading() as uow:
         version = overview_version(uow, None, now)
-        _, summaries = _cache().get(START_PAGE, version, lambda: cycle_summaries(uow, now))
+
+    def summaries_now():
+        with services.database.unit_of_work() as uow:  # the figures from one snapshot
+            return cycle_summaries(uow, now)
+
+    _, summaries = _cache().get(START_PAGE, version, summaries_now)
     return render_template("index.html", summaries=summaries, now=now)
 
 
@@ -42,23 +47,26 @@ def index():
 def cycle(cycle_id: int):
     services = services_of(current_app)
     now = utcnow()
-    with services.database.unit_of_work() as uow:
+    with services.database.reading() as uow:  # one query on every request
         state = cycle_page_state(uow, cycle_id, now)
-        if state is None:
-            abort(404)
-        head, version = state
+    if state is None:
+        abort(404)
+    head, version = state
 
-        def figures() -> Markup:
-            # Rendered with autoescaping like any template, then kept until the version changes.
-            _, overview = _cache().get(cycle_id, version,
-                                       lambda: cycle_overview(uow, cycle_id, now))
-            chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
-            return Markup(render_template(
-                "_cycle_figures.html", o=overview, cycle=head, chart=chart,
-                chart_days=table_days(overview.burn_up, overview.last_year)))
+    def overview_now():
+        with services.database.unit_of_work() as uow:  # the figures from one snapshot
+            return cycle_overview(uow, cycle_id, now)
 
-        language = str(get_locale() or "de")
-        shown, html = _cache().get((cycle_id, language), version, figures, stale_ok=True)
+    def figures() -> Markup:
+        # Rendered with autoescaping like any template, then kept until the version changes.
+        _, overview = _cache().get(cycle_id, version, overview_now)
+        chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
+        return Markup(render_template(
+            "_cycle_figures.html", o=overview, cycle=head, chart=chart,
+            chart_days=table_days(overview.burn_up, overview.last_year)))
+
+    language = str(get_locale() or "de")
+    shown, html = _cache().get((cycle_id, language), version, figures, stale_ok=True)
     # ``shown`` is older than ``version`` only while another request computes the new figures.
     return render_template("cycle.html", cycle=head, figures=html, now=now, version=shown)
 
@@ -68,7 +76,7 @@ def cycle(cycle_id: int):
 def live(cycle_id: int):
     """What the page polls: a version that changes when any of its figures may have changed."""
     services = services_of(current_app)
-    with services.database.unit_of_work() as uow:
+    with services.database.reading() as uow:
         version = overview_version(uow, cycle_id, utcnow())
     if version is None:
         abort(404)

@@ -68,6 +68,7 @@ class Database:
         self.dispatcher: Dispatcher = dispatcher or NoDispatch()
         self._engine_kwargs = engine_kwargs
         self._records_factory = None
+        self._reading_factory = None
 
     @property
     def is_postgres(self) -> bool:
@@ -88,6 +89,19 @@ class Database:
                                  **self._engine_kwargs)
             self._records_factory = sessionmaker(engine, expire_on_commit=False)
         return self._records_factory
+
+    def reading(self) -> "UnitOfWork":
+        """A unit of work for one read that needs no transaction around it: on PostgreSQL its
+        statement runs on its own (autocommit), without the BEGIN and ROLLBACK round trips of a
+        unit of work; elsewhere an ordinary one. Never for writes: they would take effect at
+        once. Each statement sees its own moment, so it suits a single query."""
+        if not self.is_postgres:
+            return self.unit_of_work()
+        if self._reading_factory is None:
+            self._reading_factory = sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False)
+        return UnitOfWork(self, self._reading_factory)
 
     def recorder(self) -> "Recorder":
         """Record transactions (see ``unit_of_work``) over one connection held for a block."""
