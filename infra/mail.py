@@ -106,37 +106,39 @@ def mime_bytes(mail: OutgoingMail) -> bytes:
 
 
 def encoded_words(value: str) -> str:
-    """A header's text as RFC 2047 wants it: ASCII as it is, folded at spaces into lines of at
-    most 78 characters; other text as UTF-8 base64 encoded-words of 68 characters at most, one
-    per line, never splitting a character. (email.header.Header does the same, but weighing
-    quoted-printable against base64 character by character took half a millisecond a mail.)"""
-    if value.isascii():
-        lines = [""]
-        for word in value.split(" "):
-            if lines[-1] and len(lines[-1]) + 1 + len(word) > 78 - len("Subject: "):
+    """A header's text as RFC 2047 wants it. Printable ASCII as it is, folded at spaces into
+    lines of at most 78 characters; anything else (other characters, control characters, a
+    word too long to fold, or text that a reader would take for an encoded-word, ``=?``) as
+    UTF-8 base64 encoded-words of 68 characters at most, one per line, never splitting a
+    character. (email.header.Header does the same, but weighing quoted-printable against
+    base64 character by character took half a millisecond a mail.)"""
+    room = 78 - len("Subject: ")
+    words = value.split(" ")
+    if (value.isascii() and value.isprintable() and "=?" not in value
+            and all(len(word) <= room for word in words)):
+        lines = [words[0]]
+        for word in words[1:]:
+            if len(lines[-1]) + 1 + len(word) > room:
                 lines.append(word)
             else:
-                lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+                lines[-1] = f"{lines[-1]} {word}"
         return f"{CRLF} ".join(lines)
-    words, chunk = [], b""
+    chunks, chunk = [], b""
     for character in value:
         encoded = character.encode("utf-8")
         if len(chunk) + len(encoded) > 42:  # 56 base64 characters: "Subject: " + word < 78
-            words.append(chunk)
+            chunks.append(chunk)
             chunk = b""
         chunk += encoded
-    words.append(chunk)
-    return f"{CRLF} ".join(f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?="
-                           for word in words)
+    chunks.append(chunk)
+    return f"{CRLF} ".join(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?="
+                           for chunk in chunks)
 
 
 @lru_cache(maxsize=32)
 def _from_header(sender: str) -> str:
     name, address = parseaddr(sender)
-    if not name:
-        return address
-    return formataddr((name, address)) if name.isascii() else (
-        f"{encoded_words(name)}{CRLF} <{address}>")
+    return formataddr((name, address), charset="utf-8") if name else address
 
 
 @lru_cache(maxsize=32)

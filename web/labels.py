@@ -20,12 +20,12 @@ def page_gettext() -> dict:
     translations = get_translations()
 
     @pass_eval_context
-    def gettext(eval_ctx, string: str, **variables):
+    def gettext(eval_ctx, string: str, /, **variables):  # any variable name, as in Jinja
         text = translations.ugettext(string)
         return (Markup(text) if eval_ctx.autoescape else text) % variables
 
     @pass_eval_context
-    def ngettext(eval_ctx, singular: str, plural: str, num: int, **variables):
+    def ngettext(eval_ctx, singular: str, plural: str, num: int, /, **variables):
         variables.setdefault("num", num)
         text = translations.ungettext(singular, plural, num)
         return (Markup(text) if eval_ctx.autoescape else text) % variables

@@ -11,6 +11,7 @@ queue without losing an attempt. An outage of any length loses nothing.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import (JSON, String, and_, bindparam, case, cast, func, literal, or_,
-                        select, text, true, update)
+                        select, text, update)
 
 from workflow.composition import Batch, Letterhead, OutgoingMail, compose
 from workflow.events import EventKind
@@ -323,20 +324,30 @@ RECORD_SENT = (
                NOTIFICATIONS.c.takeovers))
 RECORD_EVENT = EVENTS.insert()
 # The same record and its event in one statement, committed on its own (PostgreSQL, which can
-# update inside a WITH): one round trip per mail instead of four. The event's payload is the one
-# _record_sent writes.
+# update inside a WITH): one round trip per mail instead of four. The event's payload is written
+# as the same JSON text _record_sent writes (``sent_payloads``); the row's takeovers choose.
 _SENT = RECORD_SENT.cte("sent")
-_RUNG_AND_ID = ("rung", _SENT.c.rung, "message_id", cast(bindparam("sent_message_id"), String))
 RECORD_SENT_WITH_EVENT = (
     EVENTS.insert()
     .from_select(["cycle_id", "submission_id", "kind", "at", "actor", "payload"], select(
         _SENT.c.cycle_id, _SENT.c.submission_id,
         literal(EventKind.NOTIFICATION_SENT.value), bindparam("wall", type_=EVENTS.c.at.type),
         literal("worker"),
+        # Parameter names that are no column of notification: the UPDATE would set those.
         case((_SENT.c.takeovers > 0,
-              func.json_build_object(*_RUNG_AND_ID, "possible_duplicate", true())),
-             else_=func.json_build_object(*_RUNG_AND_ID))))
+              cast(bindparam("event_payload_duplicate", type_=String), JSON)),
+             else_=cast(bindparam("event_payload", type_=String), JSON))))
     .returning(EVENTS.c.id))
+
+
+def sent_payload(rung: str, message_id: str, *, takeovers: int = 0, refused: int = 0) -> dict:
+    """What the event of a sent mail says."""
+    payload = {"rung": rung, "message_id": message_id}
+    if takeovers:
+        payload["possible_duplicate"] = True  # an earlier worker died after sending
+    if refused:
+        payload["refused"] = refused
+    return payload
 RENEW_CLAIM = (
     NOTIFICATIONS.update()
     .where(NOTIFICATIONS.c.id.in_(bindparam("rest", expanding=True)),
@@ -363,20 +374,19 @@ def _record_sent(service: MailService, recorder: Recorder, token: str, notificat
               "refused": refused or None, **sent_copy(mail)}
     if recorder.single_statements and not (refused or rest or resume):
         return recorder.execute(RECORD_SENT_WITH_EVENT, {
-            **record, "sent_message_id": mail.message_id}) is not None, set()
+            **record,
+            "event_payload": json.dumps(sent_payload(mail.rung, mail.message_id)),
+            "event_payload_duplicate": json.dumps(sent_payload(mail.rung, mail.message_id,
+                                                         takeovers=1))}) is not None, set()
     with service.database.unit_of_work(record=True) as uow:
         connection = uow.session.connection()
         row = connection.execute(RECORD_SENT, record).first()
         if row is not None:
-            payload = {"rung": row.rung, "message_id": mail.message_id}
-            if row.takeovers:
-                payload["possible_duplicate"] = True  # an earlier worker died after sending
-            if refused:
-                payload["refused"] = len(refused)
             connection.execute(RECORD_EVENT, {
                 "cycle_id": row.cycle_id, "submission_id": row.submission_id,
                 "kind": EventKind.NOTIFICATION_SENT, "at": wall, "actor": "worker",
-                "payload": payload})
+                "payload": sent_payload(row.rung, mail.message_id, takeovers=row.takeovers,
+                                        refused=len(refused))})
             if refused:  # kept on the row; only a refusal for good (5xx) is a bounce
                 _mark_bouncing(uow, mail, {address: reply for address, reply in refused.items()
                                            if reply.startswith("5")},

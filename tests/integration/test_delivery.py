@@ -4,6 +4,7 @@ the send window, a pause, a finished member part, a mail that cannot be composed
 the minimum gap between two mails. Each test asserts on the ledger and on what the server got."""
 from __future__ import annotations
 
+import json
 import threading
 from contextlib import contextmanager
 from collections import Counter
@@ -12,7 +13,7 @@ from datetime import time as clock_time
 
 import pytest
 from aiosmtpd.smtp import AuthResult
-from sqlalchemy import func, select, update
+from sqlalchemy import String, cast, func, select, update
 
 from reportcycles.bootstrap import build
 from tasks.scheduler import relay_outbox
@@ -160,6 +161,11 @@ def test_every_mail_is_recorded_with_its_event_however_the_record_was_written(st
         assert (event.cycle_id, event.submission_id, event.actor, event.at) == (
             notification.cycle_id, notification.submission_id, "worker", notification.sent_at)
         assert event.payload == {"rung": "invitation", "message_id": notification.message_id}
+        assert notification.payload is None  # the ledger row's own payload is untouched
+    with services.database.unit_of_work() as uow:  # the same JSON text, whichever path wrote it
+        texts = uow.session.scalars(select(cast(Event.payload, String)).where(
+            Event.kind == EventKind.NOTIFICATION_SENT)).all()
+    assert all(text == json.dumps(json.loads(text)) for text in texts) and len(texts) == 4
     assert set(received) == {n.message_id for n in found.values()}
 
 

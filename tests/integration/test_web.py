@@ -82,3 +82,26 @@ def load_state(services, sid):
         return str(load_submission(uow, sid).state)
 
 
+
+
+@pytest.mark.parametrize("language, expected, singular", [
+    ("de", "&lt;b&gt;Köln&lt;/b&gt;: 3 Partner gefunden", "3 Partner gefunden"),
+    ("en", "&lt;b&gt;Köln&lt;/b&gt;: 3 partners found", "3 partner found"),
+])
+def test_page_translations_escape_their_variables_and_take_any_name(services, language,
+                                                                    expected, singular):
+    """The pages' gettext and ngettext (bound once per page) behave like Jinja's: the
+    translation in the page's language, every variable escaped, any variable name allowed."""
+    app = create_app(settings=services.settings, services=services)
+    template = ('{{ string }}: {{ ngettext("%(num)d Partner gefunden", "%(num)d Partner '
+                'gefunden", 3) }}|{{ _("%(string)s", string=string) }}|'
+                '{{ ngettext("%(num)d Partner gefunden", "%(num)d Partner gefunden", 1, '
+                'num=3) }}')
+    with app.test_request_context("/"):
+        from flask import render_template_string, session
+        session["lang"] = language
+        shown = render_template_string(template, string="<b>Köln</b>")
+    first, second, third = shown.split("|")
+    assert first == expected
+    assert second == "&lt;b&gt;Köln&lt;/b&gt;"
+    assert third == singular  # the form for 1, with the num given

@@ -13,6 +13,9 @@ SUBJECTS = [
     "Reminder: your annual report for the initiative is due on 30 April 2027, please send it "
     "through the link in this mail",
     "ÄÖÜäöüß€" * 12,
+    "Report =?utf-8?b?SGFja2Vk?= now",  # looks like an encoded-word: must not be read as one
+    "x" * 100 + " y",  # a word too long to fold
+    "Zeile\x01mit Steuerzeichen",
 ]
 
 
@@ -24,7 +27,9 @@ def test_a_subject_reads_back_as_written_in_lines_a_mail_server_accepts(subject)
                         rung="invitation")
     raw = mime_bytes(mail)
     header_lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-    assert all(len(line) <= 78 for line in header_lines)
+    subject_lines = header_lines[:next(n for n, line in enumerate(header_lines[1:], 1)
+                                       if not line.startswith(b" "))]
+    assert all(len(line) <= 78 for line in subject_lines)
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Subject"] == subject
     assert parsed["From"].addresses[0].display_name == "Erfolgsfaktor Interkulturelle Öffnung"
