@@ -39,12 +39,25 @@ def coordinators_for(uow: UnitOfWork, submission_id: int, fallback: tuple[str, .
 
 
 def load_submission(uow: UnitOfWork, submission_id: int, *, for_update: bool = False) -> Submission:
+    """The submission; ``for_update`` locks its row until the transaction ends. A row this
+    transaction has locked already is not asked for again (a use case and the state machine it
+    calls both lock it)."""
+    session = uow.session
+    if for_update:
+        locked = session.info.setdefault("locked_submissions", {})
+        transaction = session.get_transaction()
+        if transaction is not None and locked.get(submission_id) is transaction:
+            submission = session.get(Submission, submission_id)
+            if submission is not None:
+                return submission
     query = select(Submission).where(Submission.id == submission_id)
     if for_update:
         query = query.with_for_update()
-    submission = uow.session.scalars(query).first()
+    submission = session.scalars(query).first()
     if submission is None:
         raise NotFound("Diese Meldung gibt es nicht.")
+    if for_update:
+        locked[submission_id] = session.get_transaction()
     return submission
 
 
