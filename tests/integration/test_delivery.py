@@ -169,12 +169,10 @@ def test_every_mail_is_recorded_with_its_event_however_the_record_was_written(st
     assert set(received) == {n.message_id for n in found.values()}
 
 
-def test_a_database_connection_lost_between_two_mails_costs_no_record(stack, smtp,
-                                                                        database_url):
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # cutting its connections
+def test_a_database_connection_lost_between_two_mails_costs_no_record(stack, smtp):
     """Every connection to PostgreSQL is cut after the third mail left: its record
     goes over a new connection, and every mail is sent and recorded once."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("cutting a server's connections is a PostgreSQL test")
     services = stack()
     ids = open_and_queue(services, partners=5)
     connect, sent = services.mail.transport.connect, []
