@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import case, insert, literal, select, text, update  # noqa: E402
 
-from bench.servers import Postgres, Redis, free_port, machine_busy, wait_for_port  # noqa: E402
+from bench.servers import (Postgres, Redis, bench_command, free_port, machine_busy,  # noqa: E402
+                           wait_for_port)
 from infra.migrate import upgrade  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from reportcycles.bootstrap import build  # noqa: E402
@@ -470,10 +471,7 @@ def machine() -> str:
 
 def main():
     started = datetime.now(UTC)
-    command = os.environ.get("BENCH_COMMAND") or "python bench/pages.py"
-    settings = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
-                        if k.startswith("BENCH_") and k != "BENCH_COMMAND")
-    command = f"{settings} {command}".strip()
+    command = bench_command("python bench/pages.py")
     log(f"{command}: {PARTNERS:,} partners, {ROUNDS} rounds of {REQUESTS} requests per "
         f"endpoint, {CLIENTS} clients")
     with ExitStack() as exits:

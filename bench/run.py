@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 
-from bench.servers import (CeleryWorker, Postgres, Redis, SmtpSink, machine_busy,  # noqa: E402
-                           message_ids)
+from bench.servers import (CeleryWorker, Postgres, Redis, SmtpSink, bench_command,  # noqa: E402
+                           machine_busy, message_ids)
 from infra.migrate import upgrade  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from reportcycles.bootstrap import build  # noqa: E402
@@ -411,6 +411,12 @@ def plan_one_rung(uow, cycle, rung):
     return plan_rung_for_cycle(uow, cycle.id, cycle.due_on, rung, NOW)
 
 
+def bench_rung(cycle):
+    """A rung like the first reminder, under a name of its own: planned beside the real ones."""
+    return replace(plan_submission_rungs(policy_of(cycle.programme), OPENS, DUE)[1],
+                   rung="bench_rung")
+
+
 def bench_ledger(stack: Stack) -> tuple[list[float], list[float], float, tuple[float, float]]:
     database = "p2"
     log(f"P2: seeding {LEDGER_ROWS:,} partners and opening their cycle")
@@ -440,8 +446,7 @@ def bench_ledger(stack: Stack) -> tuple[list[float], list[float], float, tuple[f
             bare = time.perf_counter() - start
         with services.database.unit_of_work() as uow:
             cycle = uow.session.query(Cycle).one()
-            rung = replace(plan_submission_rungs(policy_of(cycle.programme), OPENS, DUE)[1],
-                           rung="bench_rung")
+            rung = bench_rung(cycle)
             start = time.perf_counter()
             plan_one_rung(uow, cycle, rung)
             ledger = time.perf_counter() - start
@@ -479,9 +484,7 @@ def foreign_key_share(services, plan) -> tuple[float, float]:
     try:
         with services.database.unit_of_work() as uow:
             cycle = uow.session.query(Cycle).one()
-            rung = replace(plan_submission_rungs(policy_of(cycle.programme), OPENS, DUE)[1],
-                           rung="bench_rung")
-            plan(uow, cycle, rung)
+            plan(uow, cycle, bench_rung(cycle))
             uow.rollback()
             cursor = uow.session.connection().connection.dbapi_connection.cursor()
             cursor.execute("EXPLAIN (ANALYZE) " + captured["statement"], captured["parameters"])
@@ -703,10 +706,7 @@ def write_results(table: str, details: list[str], command: str, started: datetim
 
 def main():
     started = datetime.now(UTC)
-    command = os.environ.get("BENCH_COMMAND") or "python bench/run.py"
-    settings = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
-                        if k.startswith("BENCH_") and k != "BENCH_COMMAND")
-    command = f"{settings} {command}".strip()
+    command = bench_command("python bench/run.py")
     log(f"{command}: {PARTNERS:,} partners, {PAIRS} pairs, {CORES} cores")
     with ExitStack() as exits:
         stack = Stack(exits)

@@ -358,3 +358,13 @@ class CeleryWorker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+
+
+def bench_command(default: str) -> str:
+    """How this run was started, for the results: BENCH_COMMAND (or ``default``) with the
+    BENCH_ settings it does not name itself."""
+    command = os.environ.get("BENCH_COMMAND") or default
+    settings = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
+                        if k.startswith("BENCH_") and k != "BENCH_COMMAND"
+                        and f"{k}=" not in command)
+    return f"{settings} {command}".strip()

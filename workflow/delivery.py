@@ -200,7 +200,7 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
     finally:
         if connection_cm is not None:
             _close(connection_cm)
-        recorder.__exit__(None, None, None)
+        recorder.close()
     return report
 
 
@@ -325,7 +325,7 @@ RECORD_SENT = (
 RECORD_EVENT = EVENTS.insert()
 # The same record and its event in one statement, committed on its own (PostgreSQL, which can
 # update inside a WITH): one round trip per mail instead of four. The event's payload is written
-# as the same JSON text _record_sent writes (``sent_payloads``); the row's takeovers choose.
+# as the same JSON text _record_sent writes (``sent_payload``); the row's takeovers choose.
 _SENT = RECORD_SENT.cte("sent")
 RECORD_SENT_WITH_EVENT = (
     EVENTS.insert()
@@ -339,6 +339,14 @@ RECORD_SENT_WITH_EVENT = (
              else_=cast(bindparam("event_payload", type_=String), JSON))))
     .returning(EVENTS.c.id))
 
+RENEW_CLAIM = (
+    NOTIFICATIONS.update()
+    .where(NOTIFICATIONS.c.id.in_(bindparam("rest", expanding=True)),
+           NOTIFICATIONS.c.claim_token == bindparam("token"),
+           NOTIFICATIONS.c.status == NotificationStatus.SENDING)
+    .values(claimed_at=bindparam("wall"))
+    .returning(NOTIFICATIONS.c.id))
+
 
 def sent_payload(rung: str, message_id: str, *, takeovers: int = 0, refused: int = 0) -> dict:
     """What the event of a sent mail says."""
@@ -348,13 +356,6 @@ def sent_payload(rung: str, message_id: str, *, takeovers: int = 0, refused: int
     if refused:
         payload["refused"] = refused
     return payload
-RENEW_CLAIM = (
-    NOTIFICATIONS.update()
-    .where(NOTIFICATIONS.c.id.in_(bindparam("rest", expanding=True)),
-           NOTIFICATIONS.c.claim_token == bindparam("token"),
-           NOTIFICATIONS.c.status == NotificationStatus.SENDING)
-    .values(claimed_at=bindparam("wall"))
-    .returning(NOTIFICATIONS.c.id))
 
 
 def sent_copy(mail: OutgoingMail) -> dict:

@@ -205,6 +205,9 @@ class Recorder:
         return self
 
     def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
         if self.connection is not None:
             self.connection.close()
             self.connection = None
