@@ -13,7 +13,7 @@ from infra.mail import format_datetime
 from web import services_of
 from web.auth import login_required
 from web.charts import burn_up_chart, table_days
-from workflow.cycle_overview import (OverviewCache, cycle_overview, cycle_page_state,
+from workflow.cycle_overview import (VersionedCache, cycle_overview, cycle_page_state,
                                      cycle_summaries, overview_version)
 from workflow.models import utcnow
 from workflow.policy import ReportingPolicy
@@ -22,8 +22,9 @@ bp = Blueprint("overview", __name__)
 START_PAGE = "start"  # the start page's key in the figures cache
 
 
-def _cache() -> OverviewCache:
-    return current_app.extensions.setdefault("overview_cache", OverviewCache())
+def page_cache() -> VersionedCache:
+    """This process's cache of the coordinators' figures and table pages."""
+    return current_app.extensions.setdefault("page_cache", VersionedCache())
 
 
 @bp.get("/")
@@ -38,7 +39,7 @@ def index():
         with services.database.unit_of_work() as uow:  # the figures from one snapshot
             return cycle_summaries(uow, now)
 
-    _, summaries = _cache().get(START_PAGE, version, summaries_now)
+    _, summaries = page_cache().get(START_PAGE, version, summaries_now)
     return render_template("index.html", summaries=summaries, now=now)
 
 
@@ -59,14 +60,14 @@ def cycle(cycle_id: int):
 
     def figures() -> Markup:
         # Rendered with autoescaping like any template, then kept until the version changes.
-        _, overview = _cache().get(cycle_id, version, overview_now)
+        _, overview = page_cache().get(cycle_id, version, overview_now)
         chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
         return Markup(render_template(
             "_cycle_figures.html", o=overview, cycle=head, chart=chart,
             chart_days=table_days(overview.burn_up, overview.last_year)))
 
     language = str(get_locale() or "de")
-    shown, html = _cache().get((cycle_id, language), version, figures, stale_ok=True)
+    shown, html = page_cache().get((cycle_id, language), version, figures, stale_ok=True)
     # ``shown`` is older than ``version`` only while another request computes the new figures.
     return render_template("cycle.html", cycle=head, figures=html, now=now, version=shown)
 

@@ -3,9 +3,13 @@ a mail as it was sent. Read only: the actions on these pages post to ``web/actio
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file
+from flask_babel import get_locale
+from markupsafe import Markup
 
 from web import services_of
 from web.auth import login_required
+from web.overview import page_cache
+from workflow.cycle_overview import cycle_page_state
 from workflow.models import utcnow
 from workflow.partner_page import attachment_file, mail_copy, partner_page
 from workflow.partner_table import TableQuery, partner_table
@@ -17,17 +21,29 @@ bp = Blueprint("submissions", __name__)
 @login_required
 def table(cycle_id):
     query = TableQuery.from_args(request.args)
-    with services_of(current_app).database.unit_of_work() as uow:
-        page = partner_table(uow, cycle_id, query, now=utcnow())
+    database = services_of(current_app).database
+    now = utcnow()
+    with database.reading() as uow:  # one query on every request
+        state = cycle_page_state(uow, cycle_id, now)
+    if state is None:
+        abort(404)
+
+    def page_now():
+        with database.unit_of_work() as uow:  # the count and the rows from one snapshot
+            page = partner_table(uow, cycle_id, query, now=now)
+        return page, page and Markup(render_template("_partner_rows.html", table=page))
+
+    # Kept like the overview's figures: until anything a row shows may have changed.
+    key = ("partners", cycle_id, str(get_locale() or "de"), query)
+    _, (page, rows) = page_cache().get(key, state[1], page_now)
     if page is None:
         abort(404)
-    return render_template("submissions.html", table=page, cycle_id=cycle_id)
+    return render_template("submissions.html", table=page, rows=rows, cycle_id=cycle_id)
 
 
 @bp.get("/submissions/<int:submission_id>")
 @login_required
 def page(submission_id):
-    from flask_babel import get_locale
     with services_of(current_app).database.unit_of_work() as uow:
         sub = partner_page(uow, submission_id, language=str(get_locale() or "de"), now=utcnow())
     if sub is None:

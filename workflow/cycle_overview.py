@@ -2,12 +2,12 @@
 
 Every figure comes from a few grouped queries over one cycle (no loop over its submissions, no
 query per row), so the page stays cheap at 20,000 partners. ``overview_version`` is the cheap
-fingerprint the page polls; ``OverviewCache`` keeps the figures until it changes.
+fingerprint the page polls; ``VersionedCache`` keeps the figures until it changes.
 """
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -600,22 +600,26 @@ def _instant_key(value) -> str:
     return "".join(ch for ch in str(value) if ch.isdigit())[:14]
 
 
-class OverviewCache:
-    """The figures of each page, kept until its version changes (one cache per web process).
+class VersionedCache:
+    """What a page shows, kept per key until its version changes (one cache per web process):
+    the overview's figures, a page of the partner table. At most ``max_entries`` keys are kept;
+    the one used least recently goes first.
 
-    Stale figures are computed by one request at a time. ``stale_ok``: while another request
-    computes them, the previous figures are given at once, with their own version; the page
-    carries that version, so its next poll sees the newer one and fetches the page again."""
+    Stale entries are computed by one request at a time. ``stale_ok``: while another request
+    computes them, the previous entry is given at once, with its own version; the page carries
+    that version, so its next poll sees the newer one and fetches the page again."""
 
-    def __init__(self):
+    def __init__(self, max_entries: int = 256):
+        self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._entries: dict[object, tuple[str, object]] = {}
+        self._entries: OrderedDict[object, tuple[str, object]] = OrderedDict()
         self._computing: dict[object, threading.Lock] = {}
 
     def get(self, key, version: str, compute, *, stale_ok: bool = False) -> tuple[str, object]:
-        """(the version of the figures given, the figures)."""
+        """(the version of the entry given, the entry)."""
         entry = self._entries.get(key)
         if entry is not None and entry[0] == version:
+            self._touch(key)
             return entry
         with self._lock:
             computing = self._computing.setdefault(key, threading.Lock())
@@ -624,7 +628,18 @@ class OverviewCache:
         try:
             entry = self._entries.get(key)
             if entry is None or entry[0] != version:
-                entry = self._entries[key] = (version, compute())
+                entry = (version, compute())
+                with self._lock:
+                    self._entries[key] = entry
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self.max_entries:
+                        oldest, _ = self._entries.popitem(last=False)
+                        self._computing.pop(oldest, None)
             return entry
         finally:
             computing.release()
+
+    def _touch(self, key):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)

@@ -6,16 +6,17 @@ understands and drops the rest, so no address can break the page.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import Integer, Select, bindparam, case, func, or_, select
 
 from workflow.cycle_overview import overdue_cutoff
-from workflow.cycles import policy_of
-from workflow.models import Contact, Cycle, Partner, PartnerKind, Submission
+from workflow.models import Contact, Cycle, Partner, PartnerKind, Programme, Submission
+from workflow.policy import ReportingPolicy
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.uow import UnitOfWork
 
@@ -158,21 +159,20 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _lower(uow: UnitOfWork):
+def _register_lower(uow: UnitOfWork):
     """SQL's lower() for any letter: PostgreSQL's lower() folds Ö and Ä, SQLite's only A to Z,
-    so on SQLite Python's str.lower stands in (registered on the connection, cheap to repeat)."""
-    if uow.database.is_postgres:
-        return func.lower
-    uow.session.connection().connection.driver_connection.create_function(
-        "rc_lower", 1, lambda value: value.lower() if isinstance(value, str) else value,
-        deterministic=True)
-    return func.rc_lower
+    so on SQLite Python's str.lower stands in as rc_lower (registered on the connection, cheap
+    to repeat)."""
+    if not uow.database.is_postgres:
+        uow.session.connection().connection.driver_connection.create_function(
+            "rc_lower", 1, lambda value: value.lower() if isinstance(value, str) else value,
+            deterministic=True)
 
 
-def matching_partners(uow: UnitOfWork, programme_id: int, text: str) -> Select:
+def matching_partners(postgres: bool, programme_id, pattern) -> Select:
     """Ids of the partners who report for a partner whose name, or whose contact's name or
-    address, contains ``text`` in any case (a member city finds its group)."""
-    pattern, lower = like_pattern(text), _lower(uow)
+    address, matches the LIKE ``pattern`` in any case (a member city finds its group)."""
+    lower = func.lower if postgres else func.rc_lower
 
     def contains(column):
         return lower(column).like(pattern, escape="\\")
@@ -184,7 +184,8 @@ def matching_partners(uow: UnitOfWork, programme_id: int, text: str) -> Select:
         or_(contains(Partner.name), Partner.id.in_(by_contact)))
 
 
-def _order(query: TableQuery):
+def _order(sort: str):
+    key, descending = sort.lstrip("-"), sort.startswith("-")
     column = {
         "name": Partner.name,
         "state": case({state: position for position, state in enumerate(STATE_ORDER)},
@@ -192,53 +193,77 @@ def _order(query: TableQuery):
         "level": Submission.escalation_level,
         "due": Submission.due_on,
         "submitted": Submission.submitted_at,
-    }[query.sort_key]
-    first = column.desc() if query.descending else column.asc()
-    if query.sort_key == "submitted":
+    }[key]
+    first = column.desc() if descending else column.asc()
+    if key == "submitted":
         first = first.nulls_last()  # not submitted yet: at the end either way
-    if query.sort_key == "name":
+    if key == "name":
         # Along the unique index (programme_id, name): the first page reads 50 partners, not all.
-        return [first, Partner.id.desc() if query.descending else Partner.id]
+        return [first, Partner.id.desc() if descending else Partner.id]
     # Ties in submission order, the same way: an index (cycle_id, column, id) serves the page.
-    return [first, Submission.id.desc() if query.descending else Submission.id]
+    return [first, Submission.id.desc() if descending else Submission.id]
+
+
+_CYCLE = (select(Cycle.id, Cycle.year, Cycle.programme_id, Cycle.reminders_paused,
+                 Programme.policy)
+          .join(Programme, Programme.id == Cycle.programme_id)
+          .where(Cycle.id == bindparam("cycle_id")))
+
+
+@functools.lru_cache(maxsize=512)
+def _statements(state: bool, kind: bool, level: bool, overdue_only: bool, text: bool, sort: str,
+                postgres: bool) -> tuple[Select, Select]:
+    """The count and the page statement for which filters are set and the sort; their values
+    (cycle, cutoff, text, page …) are bound at execution. Built once per kind of query: building
+    a statement costs more than running it from SQLAlchemy's compiled cache."""
+    overdue = Submission.state.in_(AWAITING_REPORT) & (Submission.due_on <= bindparam("cutoff"))
+    conditions = [Submission.cycle_id == bindparam("cycle_id")]
+    if state:
+        conditions.append(Submission.state == bindparam("state"))
+    if level:
+        conditions.append(Submission.escalation_level == bindparam("level"))
+    if overdue_only:
+        conditions.append(overdue)
+    if kind:
+        conditions.append(Partner.kind == bindparam("kind"))
+    if text:
+        conditions.append(Submission.partner_id.in_(matching_partners(
+            postgres, bindparam("programme_id"), bindparam("pattern"))))
+    counted = select(func.count()).select_from(Submission)
+    if kind:
+        counted = counted.join(Partner, Partner.id == Submission.partner_id)
+    page = (select(Submission.id, Submission.partner_id, Partner.name, Partner.kind,
+                   Submission.state, Submission.escalation_level, Submission.due_on,
+                   Submission.submitted_at, Submission.reminders_paused, Submission.paused_until,
+                   Submission.non_reporting, overdue.label("overdue"))
+            .join(Partner, Partner.id == Submission.partner_id)
+            .where(Partner.programme_id == bindparam("programme_id"), *conditions)
+            .order_by(*_order(sort))
+            .limit(PAGE_SIZE).offset(bindparam("offset", type_=Integer)))
+    return counted.where(*conditions), page
 
 
 def partner_table(uow: UnitOfWork, cycle_id: int, query: TableQuery, *,
                   now: datetime) -> TablePage | None:
     """One page of the cycle's submissions; None if there is no such cycle. A page past the
     last shows the last."""
-    cycle = uow.session.get(Cycle, cycle_id)
+    cycle = uow.session.execute(_CYCLE, {"cycle_id": cycle_id}).one_or_none()
     if cycle is None:
         return None
-    policy = policy_of(cycle.programme)
-    cutoff = overdue_cutoff(policy, now.astimezone(policy.zone).date())
-    overdue = Submission.state.in_(AWAITING_REPORT) & (Submission.due_on <= cutoff)
-    conditions = [Submission.cycle_id == cycle.id]
-    if query.state is not None:
-        conditions.append(Submission.state == query.state)
-    if query.level is not None:
-        conditions.append(Submission.escalation_level == query.level)
-    if query.overdue:
-        conditions.append(overdue)
-    if query.kind is not None:
-        conditions.append(Partner.kind == query.kind)
+    policy = ReportingPolicy.from_dict(cycle.policy)
     if query.q:
-        conditions.append(Submission.partner_id.in_(matching_partners(
-            uow, cycle.programme_id, query.q)))
-    counted = select(func.count()).select_from(Submission)
-    if query.kind is not None:
-        counted = counted.join(Partner, Partner.id == Submission.partner_id)
-    total = uow.session.scalar(counted.where(*conditions)) or 0
+        _register_lower(uow)
+    counted, page = _statements(query.state is not None, query.kind is not None,
+                                query.level is not None, query.overdue, bool(query.q),
+                                query.sort, uow.database.is_postgres)
+    values = {"cycle_id": cycle.id, "programme_id": cycle.programme_id,
+              "cutoff": overdue_cutoff(policy, now.astimezone(policy.zone).date()),
+              "state": query.state, "level": query.level, "kind": query.kind,
+              "pattern": like_pattern(query.q)}
+    total = uow.session.execute(counted, values).scalar() or 0
     pages = max(1, math.ceil(total / PAGE_SIZE))
     query = replace(query, page=min(query.page, pages))
-    found = uow.session.execute(
-        select(Submission.id, Submission.partner_id, Partner.name, Partner.kind, Submission.state,
-               Submission.escalation_level, Submission.due_on, Submission.submitted_at,
-               Submission.reminders_paused, Submission.paused_until, Submission.non_reporting,
-               overdue.label("overdue"))
-        .join(Partner, Partner.id == Submission.partner_id)
-        .where(Partner.programme_id == cycle.programme_id, *conditions).order_by(*_order(query))
-        .limit(PAGE_SIZE).offset((query.page - 1) * PAGE_SIZE)).all()
+    found = uow.session.execute(page, {**values, "offset": (query.page - 1) * PAGE_SIZE}).all()
     rows = [TableRow(id=r.id, partner_id=r.partner_id, partner_name=r.name, kind=str(r.kind),
                      state=str(SubmissionState(r.state)), escalation_level=r.escalation_level,
                      due_on=r.due_on, submitted_at=r.submitted_at and r.submitted_at.astimezone(

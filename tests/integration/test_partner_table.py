@@ -18,6 +18,7 @@ from web import create_app
 from workflow.cycles import open_cycle
 from workflow.models import Partner, Submission
 from workflow.partners import ensure_programme, import_partners
+from workflow.reporting import start_report
 
 HEADER = ("name,kind,contact_name,contact_email,deputy_email,head_name,head_email,language,"
           "joined_on,group\n")
@@ -254,3 +255,16 @@ def test_the_page_reads_in_english(client, services):
            submitted_at=datetime(2027, 3, 1, 9, tzinfo=UTC))
     _, page = listed(client, cycle_id, state="submitted")
     assert 'lang="en"' in page and "1 March 2027, 10:00" in page  # Berlin time
+
+
+def test_a_page_shown_before_shows_a_partners_move_at_once(client, services):
+    # The rows are kept per process until the cycle's figures may have changed (like the
+    # overview's): a use case's event must make the same address show the new state.
+    cycle_id = seed(services, extra=2)
+    assert "Partner 000" in names(client, cycle_id, state="invited")
+    with services.database.unit_of_work() as uow:
+        start_report(uow, ids_by_name(services)["Partner 000"], now=datetime.now(UTC),
+                     actor="partner")
+        uow.commit()
+    assert "Partner 000" not in names(client, cycle_id, state="invited")
+    assert names(client, cycle_id, state="opened") == ["Partner 000"]

@@ -6,7 +6,7 @@ import threading
 from datetime import date
 
 from web.charts import burn_up_chart, nice_ceiling, step_points, table_days
-from workflow.cycle_overview import BurnUp, OverviewCache, overdue_cutoff, rung_order
+from workflow.cycle_overview import BurnUp, VersionedCache, overdue_cutoff, rung_order
 from workflow.policy import ReportingPolicy
 
 POLICY = ReportingPolicy()
@@ -79,7 +79,7 @@ def test_the_data_table_lists_every_rise_and_the_deadline():
 
 
 def test_the_figures_are_computed_once_per_version():
-    cache, calls = OverviewCache(), []
+    cache, calls = VersionedCache(), []
 
     def compute():
         calls.append(1)
@@ -91,7 +91,7 @@ def test_the_figures_are_computed_once_per_version():
 
 
 def test_requests_waiting_for_stale_figures_share_one_computation():
-    cache, calls, started = OverviewCache(), [], threading.Event()
+    cache, calls, started = VersionedCache(), [], threading.Event()
     release = threading.Event()
 
     def slow():
@@ -115,7 +115,7 @@ def test_requests_waiting_for_stale_figures_share_one_computation():
 
 
 def test_while_new_figures_are_computed_others_get_the_previous_ones_with_their_version():
-    cache, started, release = OverviewCache(), threading.Event(), threading.Event()
+    cache, started, release = VersionedCache(), threading.Event(), threading.Event()
     cache.get(1, "v1", lambda: "old")
 
     def slow():
@@ -130,3 +130,18 @@ def test_while_new_figures_are_computed_others_get_the_previous_ones_with_their_
     release.set()
     computing.join(5)
     assert cache.get(1, "v2", slow, stale_ok=True) == ("v2", "new")
+
+
+def test_the_cache_keeps_at_most_its_size_and_drops_the_least_recently_used():
+    cache, calls = VersionedCache(max_entries=2), []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    cache.get("a", "v", compute)
+    cache.get("b", "v", compute)
+    cache.get("a", "v", compute)  # "a" used again: "b" is now the oldest
+    cache.get("c", "v", compute)
+    assert cache.get("a", "v", compute) == ("v", 1) and len(calls) == 3
+    assert cache.get("b", "v", compute) == ("v", 4)  # computed again
