@@ -6,12 +6,13 @@ fingerprint the page polls; ``VersionedCache`` keeps the figures until it change
 """
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import and_, case, func, literal, or_, select, text
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, text
 from sqlalchemy.orm import aliased
 
 from workflow.cycles import policy_of, submitted_share
@@ -276,13 +277,19 @@ def cycle_page_state(uow: UnitOfWork, cycle_id: int,
                      now: datetime) -> tuple[CycleHead, str] | None:
     """The cycle's own facts and the version of its figures, in one query (every request of the
     overview asks for both); None for an unknown id."""
-    row = uow.session.execute(
-        select(*_head_columns(), *_version_columns())
-        .join(Programme, Programme.id == Cycle.programme_id).where(Cycle.id == cycle_id)).first()
+    row = uow.session.execute(_page_state_query(), {"cycle_id": cycle_id}).first()
     if row is None:
         return None
     head = _head(row)
     return head, _version(row[-4:], head.reminders_paused, now)
+
+
+@functools.cache
+def _page_state_query():
+    """Built once: every request of the overview and the partner table runs it."""
+    return (select(*_head_columns(), *_version_columns())
+            .join(Programme, Programme.id == Cycle.programme_id)
+            .where(Cycle.id == bindparam("cycle_id")))
 
 
 def cycle_overview(uow: UnitOfWork, cycle_id: int, now: datetime) -> CycleOverview | None:
@@ -574,14 +581,20 @@ def overview_version(uow: UnitOfWork, cycle_id: int | None, now: datetime) -> st
     computed once more, which is cheap beside missing a change. The cycle's pause, the outbox's
     pause and the day (the seven days ahead, what counts as overdue) are added. One query of
     primary-key lookups. ``cycle_id`` None: the start page."""
-    columns = list(_version_columns())
-    if cycle_id is not None:
-        columns.append(select(Cycle.reminders_paused).where(Cycle.id == cycle_id)
-                       .scalar_subquery())
-    row = uow.session.execute(select(*columns)).one()
+    row = uow.session.execute(_version_query(cycle_id is not None),
+                              {"cycle_id": cycle_id}).one()
     if cycle_id is not None and row[4] is None:
         return None
     return _version(row[:4], bool(cycle_id is not None and row[4]), now)
+
+
+@functools.cache
+def _version_query(of_cycle: bool):
+    columns = list(_version_columns())
+    if of_cycle:
+        columns.append(select(Cycle.reminders_paused).where(Cycle.id == bindparam("cycle_id"))
+                       .scalar_subquery())
+    return select(*columns)
 
 
 def _version(values, reminders_paused: bool, now: datetime) -> str:

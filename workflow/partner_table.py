@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from urllib.parse import urlencode
 
 from sqlalchemy import Integer, Select, bindparam, case, func, or_, select
 
@@ -85,10 +86,16 @@ class TableQuery:
                   "page": query.page if query.page != 1 else None}
         return {key: value for key, value in params.items() if value not in (None, "")}
 
-    def sorted_by(self, key: str) -> dict[str, str | int]:
-        """Parameters for a column header: sort by ``key``, the other way if it is the sort now."""
+    def link(self, **changes) -> str:
+        """The query string of ``params(**changes)`` with its "?", empty for the defaults."""
+        params = self.params(**changes)
+        return "?" + urlencode(params) if params else ""
+
+    def sort_link(self, key: str) -> str:
+        """The query string for a column header: sort by ``key``, the other way if it is the
+        sort now, from the first page."""
         sort = f"-{key}" if self.sort_key == key and not self.descending else key
-        return self.params(sort=sort, page=1)
+        return self.link(sort=sort, page=1)
 
 
 def _text(raw: str | None) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from workflow.errors import DomainError, InvalidInput
 from workflow.models import AccountLink, LinkPurpose, Role, UserAccount
@@ -124,7 +124,8 @@ class IssuedLink:
         return LINK_PATH.format(token=self.token)
 
 
-def account_view(account: UserAccount) -> AccountView:
+def account_view(account) -> AccountView:
+    """From a UserAccount or a row of its columns."""
     return AccountView(id=account.id, email=account.email, name=account.name or "",
                        role=Role(account.role), language=account.language,
                        active=account.active, has_password=account.password_hash is not None,
@@ -177,8 +178,14 @@ def find_account(uow: UnitOfWork, email: str) -> AccountView | None:
 
 
 def get_account(uow: UnitOfWork, account_id: int) -> AccountView | None:
-    account = uow.session.get(UserAccount, account_id)
-    return account_view(account) if account else None
+    """Read on every signed-in request: the columns alone, without an ORM object."""
+    row = uow.session.execute(_ACCOUNT, {"id": account_id}).first()
+    return account_view(row) if row else None
+
+
+_ACCOUNT = select(*(getattr(UserAccount, name) for name in (
+    "id", "email", "name", "role", "language", "active", "password_hash", "session_epoch",
+    "created_at", "created_by", "last_sign_in_at"))).where(UserAccount.id == bindparam("id"))
 
 
 def list_accounts(uow: UnitOfWork) -> list[AccountView]:
