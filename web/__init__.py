@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flask import Flask, g, redirect, render_template, request, session
+from flask import Flask, current_app, g, redirect, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -46,6 +46,7 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
                       WTF_CSRF_TIME_LIMIT=None, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.secure_cookies)
     app.extensions["reportcycles"] = services
+    app.teardown_appcontext(_close_reads)
     app.extensions["token_limit"] = FailedLookupLimit(settings.ratelimit_storage_url)
     if settings.trusted_proxies > 0:
         # Only behind that many proxies do X-Forwarded-For/-Proto name the client and the scheme;
@@ -117,3 +118,18 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
 
 def services_of(app: Flask):
     return app.extensions["reportcycles"]
+
+
+def reading():
+    """A unit of work for one read in this request (see ``Database.reading``). The request's
+    reads share one connection, given back when the request ends."""
+    shared = g.get("shared_reads")
+    if shared is None:
+        shared = g.shared_reads = services_of(current_app).database.shared_reads()
+    return shared()
+
+
+def _close_reads(_error=None):
+    shared = g.pop("shared_reads", None)
+    if shared is not None:
+        shared.close()

@@ -30,7 +30,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from infra.mail import format_datetime
-from web import services_of
+from web import reading, services_of
 from web.ratelimit import client_key
 from workflow.composition import OutgoingMail
 from workflow.delivery import PermanentMailError, ServerUnavailable, TransientMailError
@@ -148,7 +148,7 @@ def _load_user(user_id: str):
         account_id, epoch = (int(part) for part in user_id.split("."))
     except ValueError:
         return None
-    with services_of(current_app).database.reading() as uow:  # on every signed-in request
+    with reading() as uow:  # on every signed-in request
         account = get_account(uow, account_id)
     if account is None or not account.active or account.session_epoch != epoch:
         return None

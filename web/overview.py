@@ -10,7 +10,7 @@ from markupsafe import Markup
 from flask_babel import gettext as _
 
 from infra.mail import format_datetime
-from web import services_of
+from web import reading, services_of
 from web.auth import login_required
 from web.charts import burn_up_chart, table_days
 from workflow.cycle_overview import (VersionedCache, cycle_overview, cycle_page_state,
@@ -32,7 +32,7 @@ def page_cache() -> VersionedCache:
 def index():
     services = services_of(current_app)
     now = utcnow()
-    with services.database.reading() as uow:
+    with reading() as uow:
         version = overview_version(uow, None, now)
 
     def summaries_now():
@@ -48,7 +48,7 @@ def index():
 def cycle(cycle_id: int):
     services = services_of(current_app)
     now = utcnow()
-    with services.database.reading() as uow:  # one query on every request
+    with reading() as uow:  # one query on every request
         state = cycle_page_state(uow, cycle_id, now)
     if state is None:
         abort(404)
@@ -76,8 +76,7 @@ def cycle(cycle_id: int):
 @login_required
 def live(cycle_id: int):
     """What the page polls: a version that changes when any of its figures may have changed."""
-    services = services_of(current_app)
-    with services.database.reading() as uow:
+    with reading() as uow:
         version = overview_version(uow, cycle_id, utcnow())
     if version is None:
         abort(404)

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, render_template, request, send_
 from flask_babel import get_locale
 from markupsafe import Markup
 
-from web import services_of
+from web import reading, services_of
 from web.auth import login_required
 from web.overview import page_cache
 from workflow.cycle_overview import cycle_page_state
@@ -23,7 +23,7 @@ def table(cycle_id):
     query = TableQuery.from_args(request.args)
     database = services_of(current_app).database
     now = utcnow()
-    with database.reading() as uow:  # one query on every request
+    with reading() as uow:  # one query on every request
         state = cycle_page_state(uow, cycle_id, now)
     if state is None:
         abort(404)

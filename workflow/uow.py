@@ -97,11 +97,18 @@ class Database:
         once. Each statement sees its own moment, so it suits a single query."""
         if not self.is_postgres:
             return self.unit_of_work()
+        return UnitOfWork(self, self._reading_sessions())
+
+    def shared_reads(self) -> "SharedReads":
+        """Single reads (as ``reading``) that share one connection until closed."""
+        return SharedReads(self)
+
+    def _reading_sessions(self):
         if self._reading_factory is None:
             self._reading_factory = sessionmaker(
                 self.engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False)
-        return UnitOfWork(self, self._reading_factory)
+        return self._reading_factory
 
     def recorder(self) -> "Recorder":
         """Record transactions (see ``unit_of_work``) over one connection held for a block."""
@@ -228,3 +235,40 @@ class Recorder:
                 self.connection.close()
                 self.connection = None
         raise AssertionError("unreachable")
+
+
+class SharedReads:
+    """Single reads that share one connection until ``close()``: on PostgreSQL the reads of one
+    web request (the signed-in person, the page's version) take one pool checkout and liveness
+    check instead of one each. Elsewhere each read is an ordinary unit of work (on SQLite a read
+    transaction kept open would hold back the request's own writes)."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self._session: Session | None = None
+
+    def __call__(self) -> UnitOfWork:
+        """A unit of work for one read, as ``Database.reading``; never for writes."""
+        if not self.database.is_postgres:
+            return self.database.unit_of_work()
+        if self._session is None:
+            self._session = self.database._reading_sessions()()
+        return _SharedRead(self.database, self._session)
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+class _SharedRead(UnitOfWork):
+    def __init__(self, database: Database, session: Session):
+        super().__init__(database)
+        self.session = session
+
+    def __enter__(self) -> "UnitOfWork":
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:  # a failed read gives its connection back (a lost one is replaced)
+            self.session.rollback()

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from tests.integration.conftest import berlin, seed_programme
 from tests.support.nu_checker import nu_check
@@ -189,6 +189,29 @@ def test_the_live_version_changes_when_a_partner_submits_and_not_otherwise(servi
     assert second != first.json
     assert "33\u00a0%" in client.get(f"/cycles/{cycle_id}").get_data(as_text=True)
     assert client.get(f"/cycles/{cycle_id}/live").json == second
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # cutting its connections
+def test_a_pages_reads_share_one_connection_and_survive_the_database_cutting_it(services):
+    """The signed-in person and the page's version are read over one pooled connection per
+    request; when PostgreSQL has ended every connection, the next page still answers."""
+    seed_programme(services, partners=3)
+    cycle_id, _ = open_year(services, 2027, OPENS, DUE)
+    app = create_app(settings=services.settings, services=services)
+    client = signed_in_client(app, services, "koordination@example.org")
+    checkouts = []
+    event.listen(services.database.engine.pool, "checkout", lambda *args: checkouts.append(1))
+    for path in (f"/cycles/{cycle_id}", f"/cycles/{cycle_id}/partners", "/"):
+        client.get(path)  # the figures computed and kept
+        checkouts.clear()
+        assert client.get(path).status_code == 200
+        assert len(checkouts) == 1, path
+    with services.database.engine.connect() as admin:
+        admin.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    for path in (f"/cycles/{cycle_id}", f"/cycles/{cycle_id}/partners", "/"):
+        assert client.get(path).status_code == 200, path
 
 
 def test_the_start_page_says_how_to_open_a_cycle(services):
