@@ -91,7 +91,8 @@ def template_of(uow: UnitOfWork, submission: Submission) -> ReportTemplateDef:
         newest_template(uow, submission.cycle.programme_id, submission.cycle.year)
     if row is None:
         raise NotFound(f"Für {submission.cycle.year} ist noch keine Berichtsvorlage hinterlegt.")
-    submission.template_id = row.id
+    if submission.template_id != row.id:
+        submission.template_id = row.id
     # The session's identity map keeps a row only while something refers to it; a request asks
     # for its template more than once (the view, then the use case), so keep it for the session.
     uow.session.info.setdefault("report_templates", set()).add(row)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 SQLITE_CHUNK = 900  # below SQLite's limit of bound parameters in one statement
+WROTE = "reportcycles_wrote"  # on a connection's info: its transaction ran more than SELECTs
+_PLAIN_SELECT = re.compile(r"\s*SELECT\b", re.IGNORECASE)
 
 
 class Dispatcher(Protocol):
@@ -57,7 +60,23 @@ def make_engine(url: str, **kwargs) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+
+    @event.listens_for(engine, "begin")
+    def _transaction_begins(conn):
+        conn.info[WROTE] = False
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _statement(conn, _cursor, statement, _parameters, _context, _executemany):
+        if not _PLAIN_SELECT.match(statement):  # anything else counts as a write
+            conn.info[WROTE] = True
+
+    return engine
+
+
+@event.listens_for(Session, "after_begin")
+def _remember_connection(session, _transaction, connection):
+    session.info["connection"] = connection
 
 
 class Database:
@@ -134,16 +153,43 @@ class UnitOfWork:
         self.session = self.session_factory()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         try:
-            self.rollback()
+            if exc_type is None and self._changed_nothing():
+                self._end_unchanged()
+            else:
+                self.rollback()
         finally:
             self.session.close()
+
+    def _changed_nothing(self) -> bool:
+        """On PostgreSQL: the transaction ran plain SELECTs only and holds no pending change."""
+        session = self.session
+        connection = session.info.get("connection")
+        if not self.database.is_postgres or connection is None or not session.in_transaction():
+            return False
+        if session.new or session.dirty or session.deleted:
+            return False
+        return connection.info.get(WROTE) is False
+
+    def _end_unchanged(self):
+        """End a transaction that changed nothing with COMMIT, for it the same as ROLLBACK:
+        psycopg forgets its prepared statements on every ROLLBACK (and deallocates them in one
+        more round trip), so pages that only read would have each query planned afresh. The
+        unit of work still counts as not committed: its after-commit work is dropped and its
+        outside side effects are undone."""
+        self.session.commit()
+        self._after_commit = []
+        self._run_rollback_hooks()
 
     def rollback(self):
         """Undo the transaction, forget its after-commit work and undo what it did outside."""
         self.session.rollback()
-        hooks, self._on_rollback, self._after_commit = self._on_rollback, [], []
+        self._after_commit = []
+        self._run_rollback_hooks()
+
+    def _run_rollback_hooks(self):
+        hooks, self._on_rollback = self._on_rollback, []
         for hook in hooks:
             try:
                 hook()
