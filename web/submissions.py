@@ -31,14 +31,22 @@ def table(cycle_id):
     def page_now():
         with database.unit_of_work() as uow:  # the count and the rows from one snapshot
             page = partner_table(uow, cycle_id, query, now=now)
-        return page, page and Markup(render_template("_partner_rows.html", table=page))
+        if page is None:
+            return None, {}
+        return page, {part: Markup(render_template(template, table=page, cycle_id=cycle_id))
+                      for part, template in TABLE_PARTS.items()}
 
-    # Kept like the overview's figures: until anything a row shows may have changed.
+    # Kept like the overview's figures: until anything the page shows may have changed. Only
+    # what belongs to the request (the form's token, the actions one's role allows) is new.
     key = ("partners", cycle_id, str(get_locale() or "de"), query)
-    _, (page, rows) = page_cache().get(key, state[1], page_now)
+    _, (page, parts) = page_cache().get(key, state[1], page_now)
     if page is None:
         abort(404)
-    return render_template("submissions.html", table=page, rows=rows, cycle_id=cycle_id)
+    return render_template("submissions.html", table=page, parts=parts, cycle_id=cycle_id)
+
+
+TABLE_PARTS = {"top": "_partner_table_top.html", "table": "_partner_table.html",
+               "pages": "_partner_table_pages.html"}
 
 
 @bp.get("/submissions/<int:submission_id>")
