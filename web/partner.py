@@ -33,10 +33,12 @@ def too_many_failed_lookups(error):
                                      "noch einmal.")), 429, {"Retry-After": str(error.retry_after)}
 
 
-def _load(uow, token, *, lead_only=False):
-    """The submission behind the link; a member's link also sets ``g.part`` (its own part)."""
+def _load(uow, token, *, lead_only=False, for_update=False):
+    """The submission behind the link; a member's link also sets ``g.part`` (its own part).
+    ``for_update``: its row locked at once, for a use case that changes it."""
     try:
-        submission, g.part, contact_language = open_link(uow, token, now=utcnow())
+        submission, g.part, contact_language = open_link(uow, token, now=utcnow(),
+                                                         for_update=for_update)
     except LinkExpired as expired:
         g.coordinators = coordinators_for(uow, expired.submission_id,
                                           services_of(current_app).settings.coordinator_emails)
@@ -139,7 +141,7 @@ def save(token):
     services = services_of(current_app)
     action = request.form.get("action", "save")
     with services.database.unit_of_work() as uow:
-        submission = _load(uow, token)
+        submission = _load(uow, token, for_update=True)
         if not awaits_report(submission.state):
             flash(_("Dieser Bericht ist bereits eingereicht."), "error")
             return redirect(url_for(".show", token=token), 303)

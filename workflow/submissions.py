@@ -44,9 +44,8 @@ def load_submission(uow: UnitOfWork, submission_id: int, *, for_update: bool = F
     calls both lock it)."""
     session = uow.session
     if for_update:
-        locked = session.info.setdefault("locked_submissions", {})
         transaction = session.get_transaction()
-        if transaction is not None and locked.get(submission_id) is transaction:
+        if transaction is not None and _locked(uow).get(submission_id) is transaction:
             submission = session.get(Submission, submission_id)
             if submission is not None:
                 return submission
@@ -57,8 +56,13 @@ def load_submission(uow: UnitOfWork, submission_id: int, *, for_update: bool = F
     if submission is None:
         raise NotFound("Diese Meldung gibt es nicht.")
     if for_update:
-        locked[submission_id] = session.get_transaction()
+        _locked(uow)[submission_id] = session.get_transaction()
     return submission
+
+
+def _locked(uow: UnitOfWork) -> dict:
+    """The submissions whose rows this session has locked, with the transaction that holds it."""
+    return uow.session.info.setdefault("locked_submissions", {})
 
 
 def record(uow: UnitOfWork, submission: Submission, kind: EventKind, now: datetime, actor: str,
@@ -150,21 +154,26 @@ def resolve_link(uow: UnitOfWork, token: str, *, now: datetime):
     return submission, part
 
 
-def open_link(uow: UnitOfWork, token: str, *, now: datetime):
+def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = False):
     """``resolve_link`` and the language of the reporting contact of the partner the link is for
     (None if it has none): in one query, since every partner page needs the partner, the cycle,
-    its programme's policy and the page's language."""
+    its programme's policy and the page's language. ``for_update``: the submission's row is
+    locked by the same query (as ``load_submission`` would lock it)."""
     if not token or len(token) > 100:
         raise NotFound("Unbekannter Link.")
-    row = uow.session.execute(
-        select(AccessToken.expires_at, AccessToken.member_part_id, Submission,
-               _reporting_language(Submission.partner_id).scalar_subquery().label("language"))
-        .join(Submission, Submission.id == AccessToken.submission_id)
-        .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
-                 joinedload(Submission.partner))
-        .where(AccessToken.token_hash == hash_token(token))).first()
+    query = (select(AccessToken.expires_at, AccessToken.member_part_id, Submission,
+                    _reporting_language(Submission.partner_id).scalar_subquery().label("language"))
+             .join(Submission, Submission.id == AccessToken.submission_id)
+             .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
+                      joinedload(Submission.partner))
+             .where(AccessToken.token_hash == hash_token(token)))
+    if for_update:
+        query = query.with_for_update(of=Submission)
+    row = uow.session.execute(query).first()
     if row is None:
         raise NotFound("Unbekannter Link.")
+    if for_update:
+        _locked(uow)[row.Submission.id] = uow.session.get_transaction()
     if row.expires_at < now:
         raise LinkExpired("Dieser Link ist abgelaufen.", submission_id=row.Submission.id)
     if not row.member_part_id:

@@ -5,7 +5,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from werkzeug.test import EnvironBuilder
 
 from tests.integration.conftest import seed_programme
@@ -337,3 +337,23 @@ def test_a_partner_who_promised_a_date_hears_nothing_until_then(partner):
     handler.clear()
     run_sweep(services, berlin(date(2027, 5, 13)))  # the promised day has passed: one catch-up
     assert [m["message"]["X-Reportcycles-Rung"] for m in handler.messages] == ["overdue-3"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has no row locks
+def test_saving_a_draft_locks_the_report_once_in_the_links_own_query(partner):
+    p = partner
+    form_page(p)
+    locks = []
+
+    def count(conn, cursor, statement, parameters, context, many):
+        if "FOR UPDATE" in statement.upper():
+            locks.append(statement)
+
+    engine = p["services"].database.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = post_form(p, {"staff_total": "1200"})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 303 and saved_answers(p)["staff_total"] == "1200"
+    assert len(locks) == 1 and "access_token" in locks[0] and "FOR UPDATE OF submission" in locks[0]
