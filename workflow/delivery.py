@@ -339,6 +339,12 @@ RECORD_SENT_WITH_EVENT = (
              else_=cast(bindparam("event_payload", type_=String), JSON))))
     .returning(EVENTS.c.id))
 
+SENT_UNDER_CLAIM = (
+    select(NOTIFICATIONS.c.id)
+    .where(NOTIFICATIONS.c.id == bindparam("notification_id"),
+           NOTIFICATIONS.c.claim_token == bindparam("token"),
+           NOTIFICATIONS.c.status == target(LedgerMove.RECORD_SENT)))
+
 RENEW_CLAIM = (
     NOTIFICATIONS.update()
     .where(NOTIFICATIONS.c.id.in_(bindparam("rest", expanding=True)),
@@ -374,11 +380,15 @@ def _record_sent(service: MailService, recorder: Recorder, token: str, notificat
     record = {"notification_id": notification_id, "token": token, "wall": wall,
               "refused": refused or None, **sent_copy(mail)}
     if recorder.single_statements and not (refused or rest or resume):
-        return recorder.execute(RECORD_SENT_WITH_EVENT, {
+        row = recorder.execute(RECORD_SENT_WITH_EVENT, {
             **record,
             "event_payload": json.dumps(sent_payload(mail.rung, mail.message_id)),
             "event_payload_duplicate": json.dumps(sent_payload(mail.rung, mail.message_id,
-                                                         takeovers=1))}) is not None, set()
+                                                         takeovers=1))})
+        if row is None and recorder.retried:
+            # The first try committed before its reply was lost: the row is ours and sent.
+            row = recorder.execute(SENT_UNDER_CLAIM, record)
+        return row is not None, set()
     with service.database.unit_of_work(record=True) as uow:
         connection = uow.session.connection()
         row = connection.execute(RECORD_SENT, record).first()

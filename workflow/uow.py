@@ -246,13 +246,14 @@ class Recorder:
     PostgreSQL only (``single_statements``); elsewhere records are units of work.
 
     A connection found dead is replaced and the statement tried once more, so a database
-    restarted between two mails costs no record (a record whose commit did arrive before the
-    connection died then finds its row already moved, and says so)."""
+    restarted between two mails costs no record. ``retried`` tells whether the last statement
+    had to be tried again: its first try may have committed before the reply was lost."""
 
     def __init__(self, database: Database, engine: Engine):
         self.engine = engine
         self.single_statements = database.is_postgres
         self.connection = None
+        self.retried = False
 
     def __enter__(self) -> "Recorder":
         return self
@@ -267,6 +268,7 @@ class Recorder:
 
     def execute(self, statement, parameters: dict):
         """The statement's first row, or None; committed."""
+        self.retried = False
         for attempt in (1, 2):
             if self.connection is None:
                 self.connection = self.engine.connect().execution_options(
@@ -280,6 +282,7 @@ class Recorder:
                             "recording again over a new one")
                 self.connection.close()
                 self.connection = None
+                self.retried = True
         raise AssertionError("unreachable")
 
 

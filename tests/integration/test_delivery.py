@@ -14,6 +14,7 @@ from datetime import time as clock_time
 import pytest
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import String, cast, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from reportcycles.bootstrap import build
 from tasks.scheduler import relay_outbox
@@ -30,6 +31,7 @@ from workflow.partners import ensure_programme, import_partners
 from workflow.policy import END_OF_DAY, ReportingPolicy
 from workflow.requests import declare_intent
 from workflow.sweep import sweep
+from workflow.uow import Database
 
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
 ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=END_OF_DAY,
@@ -202,6 +204,58 @@ def test_a_database_connection_lost_between_two_mails_costs_no_record(stack, smt
     assert statuses(services, rung="invitation") == {"sent": 5}
     assert len(events(services, EventKind.NOTIFICATION_SENT)) == 5
     assert message_ids(smtp[1]) == Counter({message_id: 1 for message_id in sent})
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # one-statement records
+def test_a_record_whose_reply_was_lost_after_its_commit_counts_as_sent(stack, smtp, monkeypatch):
+    """The third mail's record commits, then its connection dies before the reply arrives: the
+    recorder tries again over a new connection, finds the row already sent under this worker's
+    claim, and the mail counts as sent, once."""
+    services = stack()
+    ids = open_and_queue(services, partners=5)
+    statements = []
+
+    class LosesTheThirdReply:
+        def __init__(self, connection):
+            self.connection = connection
+
+        def execution_options(self, **options):
+            self.connection = self.connection.execution_options(**options)
+            return self
+
+        def execute(self, statement, parameters):
+            result = self.connection.execute(statement, parameters)  # autocommit: committed
+            statements.append(statement)
+            if len(statements) == 3:
+                self.connection.invalidate()
+                raise OperationalError(str(statement), parameters, ConnectionError(
+                    "server closed the connection unexpectedly"), connection_invalidated=True)
+            return result
+
+        def close(self):
+            self.connection.close()
+
+    class Engine:
+        def __init__(self, engine):
+            self.engine = engine
+
+        def connect(self):
+            return LosesTheThirdReply(self.engine.connect())
+
+    real_recorder = Database.recorder
+
+    def recorder(database):
+        made = real_recorder(database)
+        made.engine = Engine(made.engine)
+        return made
+
+    monkeypatch.setattr(Database, "recorder", recorder)
+    report = deliver(services.mail, ids)
+    assert len(statements) >= 4  # the third was tried again
+    assert report.sent == ids and not report.lost
+    assert statuses(services, rung="invitation") == {"sent": 5}
+    assert len(events(services, EventKind.NOTIFICATION_SENT)) == 5
+    assert sum(message_ids(smtp[1]).values()) == 5
 
 
 def test_a_weekend_without_a_mail_server_loses_nothing_and_burns_no_attempt(stack, tmp_path):
