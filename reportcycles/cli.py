@@ -300,7 +300,9 @@ def cmd_demo(args, settings):
 
 
 def cmd_partners(args, settings):
-    from workflow.partners import decode_partner_csv, ensure_programme, import_partners
+    from workflow.models import utcnow
+    from workflow.partner_admin import import_partner_csv
+    from workflow.partners import decode_partner_csv, ensure_programme
     try:
         data = args.file.read_bytes()
     except FileNotFoundError:
@@ -313,7 +315,7 @@ def cmd_partners(args, settings):
     services = _services(settings, "none")
     with services.database.unit_of_work() as uow:
         programme = ensure_programme(uow, coordinator_emails=settings.coordinator_emails)
-        result = import_partners(uow, programme, text)
+        result = import_partner_csv(uow, programme, text, now=utcnow(), actor="cli")
         uow.commit()
     print(f"{result.created} Partner angelegt, {result.updated} aktualisiert, "
           f"{result.unchanged} unverändert" +
@@ -442,7 +444,8 @@ def cmd_programme(args, settings):
 def cmd_policy(args, settings):
     import tomllib
 
-    from workflow.cycles import get_programme, policy_of, set_policy
+    from workflow.cycles import get_programme, policy_of, replace_policy
+    from workflow.models import utcnow
     services = _services(settings, "none")
     with services.database.unit_of_work() as uow:
         programme = get_programme(uow)
@@ -459,7 +462,7 @@ def cmd_policy(args, settings):
         except OSError as exc:
             raise InvalidInput(f"{args.file} lässt sich nicht lesen: {exc.strerror or exc}") \
                 from None
-        set_policy(uow, programme, data)
+        replace_policy(uow, programme, data, now=utcnow(), actor="cli")
         uow.commit()
     print(f"Berichtsregel von {programme.name} gesetzt; gilt für Zyklen, die ab jetzt öffnen.")
 

@@ -22,9 +22,9 @@ bp = Blueprint("overview", __name__)
 START_PAGE = "start"  # the start page's key in the figures cache
 
 
-def page_cache() -> VersionedCache:
-    """This process's cache of the coordinators' figures and table pages."""
-    return current_app.extensions.setdefault("page_cache", VersionedCache())
+def figures_cache() -> VersionedCache:
+    """This process's figures of the start page and the cycles' overviews."""
+    return current_app.extensions.setdefault("figures_cache", VersionedCache(max_entries=64))
 
 
 @bp.get("/")
@@ -39,7 +39,7 @@ def index():
         with services.database.unit_of_work() as uow:  # the figures from one snapshot
             return cycle_summaries(uow, now)
 
-    _, summaries = page_cache().get(START_PAGE, version, summaries_now)
+    _, summaries = figures_cache().get(START_PAGE, version, summaries_now)
     return render_template("index.html", summaries=summaries, now=now)
 
 
@@ -60,14 +60,14 @@ def cycle(cycle_id: int):
 
     def figures() -> Markup:
         # Rendered with autoescaping like any template, then kept until the version changes.
-        _, overview = page_cache().get(cycle_id, version, overview_now)
+        _, overview = figures_cache().get(cycle_id, version, overview_now)
         chart = burn_up_chart(overview.burn_up, overview.last_year, overview.counts.expected)
         return Markup(render_template(
             "_cycle_figures.html", o=overview, cycle=head, chart=chart,
             chart_days=table_days(overview.burn_up, overview.last_year)))
 
     language = str(get_locale() or "de")
-    shown, html = page_cache().get((cycle_id, language), version, figures, stale_ok=True)
+    shown, html = figures_cache().get((cycle_id, language), version, figures, stale_ok=True)
     # ``shown`` is older than ``version`` only while another request computes the new figures.
     return render_template("cycle.html", cycle=head, figures=html, now=now, version=shown)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
+from sqlalchemy import literal, select
 
 from web import services_of
 
@@ -13,5 +13,5 @@ bp = Blueprint("public", __name__)
 def healthz():
     services = services_of(current_app)
     with services.database.unit_of_work() as uow:
-        uow.session.execute(text("SELECT 1"))
+        uow.session.execute(select(literal(1)))
     return jsonify(status="ok")

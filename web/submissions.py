@@ -8,13 +8,20 @@ from markupsafe import Markup
 
 from web import reading, services_of
 from web.auth import login_required
-from web.overview import page_cache
-from workflow.cycle_overview import cycle_page_state
+from workflow.cycle_overview import VersionedCache, cycle_page_state
 from workflow.models import utcnow
 from workflow.partner_page import attachment_file, mail_copy, partner_page
 from workflow.partner_table import TableQuery, partner_table
 
 bp = Blueprint("submissions", __name__)
+# The table page's parts kept per version; the rest is rendered on each request.
+TABLE_PARTS = {"top": "_partner_table_top.html", "table": "_partner_table.html",
+               "pages": "_partner_table_pages.html"}
+
+
+def _table_cache() -> VersionedCache:
+    """This process's pages of the partner tables (every filter, sort and page a key)."""
+    return current_app.extensions.setdefault("table_cache", VersionedCache(max_entries=256))
 
 
 @bp.get("/cycles/<int:cycle_id>/partners")
@@ -39,14 +46,11 @@ def table(cycle_id):
     # Kept like the overview's figures: until anything the page shows may have changed. Only
     # what belongs to the request (the form's token, the actions one's role allows) is new.
     key = ("partners", cycle_id, str(get_locale() or "de"), query)
-    _, (page, parts) = page_cache().get(key, state[1], page_now)
+    _, (page, parts) = _table_cache().get(key, state[1], page_now)
     if page is None:
         abort(404)
     return render_template("submissions.html", table=page, parts=parts, cycle_id=cycle_id)
 
-
-TABLE_PARTS = {"top": "_partner_table_top.html", "table": "_partner_table.html",
-               "pages": "_partner_table_pages.html"}
 
 
 @bp.get("/submissions/<int:submission_id>")

@@ -578,9 +578,10 @@ def overview_version(uow: UnitOfWork, cycle_id: int | None, now: datetime) -> st
     bounced, a contact edited or erased), so the log's newest id stands for them, with how many
     events lie in its last thousand ids (a transaction that took its id earlier but committed
     later still changes the version). Events of other cycles change it too: the figures are then
-    computed once more, which is cheap beside missing a change. The cycle's pause, the outbox's
-    pause and the day (the seven days ahead, what counts as overdue) are added. One query of
-    primary-key lookups. ``cycle_id`` None: the start page."""
+    computed once more, which is cheap beside missing a change. Every use case that changes a
+    figure writes an event, the policy and a partner import included. The cycle's pause, the
+    outbox's pause and the hour (the seven days ahead, what counts as overdue) are added. One
+    query of primary-key lookups. ``cycle_id`` None: the start page."""
     row = uow.session.execute(_version_query(cycle_id is not None),
                               {"cycle_id": cycle_id}).one()
     if cycle_id is not None and row[4] is None:
@@ -600,9 +601,10 @@ def _version_query(of_cycle: bool):
 def _version(values, reminders_paused: bool, now: datetime) -> str:
     newest, recent, paused_since, paused_until = values
     paused = f"{_instant_key(paused_since)}-{_instant_key(paused_until)}"
-    # The policies' zone (Europe/Berlin) turns the day over: the figures hold for a day.
-    day = now.astimezone(ReportingPolicy().zone).date()
-    return f"{newest or 0}.{recent}.{paused}.{day:%Y%m%d}{'p' if reminders_paused else ''}"
+    # What counts as overdue and the seven days ahead change at midnight in the programme's
+    # zone: with the hour in the version, the figures follow within the hour in any zone.
+    hour = now.astimezone(UTC)
+    return f"{newest or 0}.{recent}.{paused}.{hour:%Y%m%d%H}{'p' if reminders_paused else ''}"
 
 
 def _instant_key(value) -> str:
@@ -651,6 +653,9 @@ class VersionedCache:
             return entry
         finally:
             computing.release()
+            with self._lock:
+                if key not in self._entries:  # computing failed: keep no lock for it
+                    self._computing.pop(key, None)
 
     def _touch(self, key):
         with self._lock:

@@ -275,3 +275,18 @@ def set_policy(uow: UnitOfWork, programme: Programme, settings: dict, *,
     programme.policy = policy.to_dict()
     uow.session.flush()
     return policy
+
+
+def replace_policy(uow: UnitOfWork, programme: Programme, settings: dict, *, now: datetime,
+                   actor: str) -> dict:
+    """``set_policy``, and an event keeps what changed (a page showing figures that depend on
+    the policy, such as who is overdue, then shows them anew). Returns the changes."""
+    old = ReportingPolicy.from_dict(programme.policy).to_dict()
+    new = set_policy(uow, programme, settings).to_dict()
+    changes = {key: {"old": old.get(key), "new": value} for key, value in new.items()
+               if old.get(key) != value}
+    if changes:
+        uow.session.add(Event(programme_id=programme.id, kind=EventKind.POLICY_CHANGED, at=now,
+                              actor=actor, payload={"changes": changes}))
+        uow.session.flush()
+    return changes

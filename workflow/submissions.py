@@ -167,8 +167,8 @@ def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = 
              .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
                       joinedload(Submission.partner))
              .where(AccessToken.token_hash == hash_token(token)))
-    if for_update:
-        query = query.with_for_update(of=Submission)
+    if for_update:  # fresh values under the lock, even for a row the session holds
+        query = query.with_for_update(of=Submission).execution_options(populate_existing=True)
     row = uow.session.execute(query).first()
     if row is None:
         raise NotFound("Unbekannter Link.")

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import ARRAY, any_, bindparam, create_engine, event, text
+from sqlalchemy import ARRAY, CompoundSelect, Select, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 
 SQLITE_CHUNK = 900  # below SQLite's limit of bound parameters in one statement
 WROTE = "reportcycles_wrote"  # on a connection's info: its transaction ran more than SELECTs
-_PLAIN_SELECT = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+TRANSACTION_CONNECTION = "reportcycles_connection"  # on a session's info
 
 
 class Dispatcher(Protocol):
@@ -67,23 +66,31 @@ def make_engine(url: str, **kwargs) -> Engine:
         conn.info[WROTE] = False
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _statement(conn, _cursor, statement, _parameters, _context, _executemany):
-        if not _PLAIN_SELECT.match(statement):  # anything else counts as a write
+    def _statement(conn, _cursor, _statement, _parameters, context, _executemany):
+        # Only a SELECT built with SQLAlchemy counts as a read: SQL text may write anything.
+        compiled = getattr(context, "compiled", None)
+        if compiled is None or not isinstance(compiled.statement, Select | CompoundSelect):
             conn.info[WROTE] = True
 
     return engine
 
 
-@event.listens_for(Session, "after_begin")
-def _remember_connection(session, _transaction, connection):
-    session.info["connection"] = connection
+def _sessions(bind) -> sessionmaker:
+    """Sessions for units of work: each notes the connection its transaction runs on."""
+    factory = sessionmaker(bind, expire_on_commit=False)
+
+    @event.listens_for(factory, "after_begin")
+    def _transaction_connection(session, _transaction, connection):
+        session.info[TRANSACTION_CONNECTION] = connection
+
+    return factory
 
 
 class Database:
     def __init__(self, url: str, dispatcher: Dispatcher | None = None, **engine_kwargs):
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
-        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.session_factory = _sessions(self.engine)
         self.dispatcher: Dispatcher = dispatcher or NoDispatch()
         self._engine_kwargs = engine_kwargs
         self._records_factory = None
@@ -106,7 +113,7 @@ class Database:
         if self._records_factory is None:
             engine = make_engine(self.url, connect_args={"options": "-c synchronous_commit=off"},
                                  **self._engine_kwargs)
-            self._records_factory = sessionmaker(engine, expire_on_commit=False)
+            self._records_factory = _sessions(engine)
         return self._records_factory
 
     def reading(self) -> "UnitOfWork":
@@ -124,9 +131,8 @@ class Database:
 
     def _reading_sessions(self):
         if self._reading_factory is None:
-            self._reading_factory = sessionmaker(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                expire_on_commit=False)
+            self._reading_factory = _sessions(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"))
         return self._reading_factory
 
     def recorder(self) -> "Recorder":
@@ -163,9 +169,10 @@ class UnitOfWork:
             self.session.close()
 
     def _changed_nothing(self) -> bool:
-        """On PostgreSQL: the transaction ran plain SELECTs only and holds no pending change."""
+        """On PostgreSQL: the transaction ran only SELECTs built with SQLAlchemy and holds no
+        pending change."""
         session = self.session
-        connection = session.info.get("connection")
+        connection = session.info.get(TRANSACTION_CONNECTION)
         if not self.database.is_postgres or connection is None or not session.in_transaction():
             return False
         if session.new or session.dirty or session.deleted:
@@ -178,15 +185,22 @@ class UnitOfWork:
         more round trip), so pages that only read would have each query planned afresh. The
         unit of work still counts as not committed: its after-commit work is dropped and its
         outside side effects are undone."""
-        self.session.commit()
         self._after_commit = []
-        self._run_rollback_hooks()
+        try:
+            self.session.commit()
+        except Exception:
+            self.session.rollback()
+            raise
+        finally:
+            self._run_rollback_hooks()
 
     def rollback(self):
         """Undo the transaction, forget its after-commit work and undo what it did outside."""
-        self.session.rollback()
         self._after_commit = []
-        self._run_rollback_hooks()
+        try:
+            self.session.rollback()
+        finally:
+            self._run_rollback_hooks()
 
     def _run_rollback_hooks(self):
         hooks, self._on_rollback = self._on_rollback, []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 
 from workflow.errors import DomainError, InvalidInput
 from workflow.models import AccountLink, LinkPurpose, Role, UserAccount
@@ -124,7 +124,7 @@ class IssuedLink:
         return LINK_PATH.format(token=self.token)
 
 
-def account_view(account) -> AccountView:
+def account_view(account: UserAccount | Row) -> AccountView:
     """From a UserAccount or a row of its columns."""
     return AccountView(id=account.id, email=account.email, name=account.name or "",
                        role=Role(account.role), language=account.language,

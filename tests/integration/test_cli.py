@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 
@@ -29,6 +30,13 @@ def cli(tmp_path, smtp):
 
     run("init")
     return run
+
+
+def events_of(tmp_path, kind) -> list[tuple[str, dict]]:
+    """(actor, payload) of the events of ``kind`` the commands wrote."""
+    with sqlite3.connect(tmp_path / "cli.sqlite") as db:
+        return [(actor, json.loads(payload)) for actor, payload in db.execute(
+            "SELECT actor, payload FROM event WHERE kind = ? ORDER BY id", (kind,))]
 
 
 def write(tmp_path, text, name="partners.csv"):
@@ -129,6 +137,11 @@ def test_policy_is_edited_in_a_file_and_applies_to_cycles_opened_afterwards(cli,
     assert 'window_start = "08:00"' in shown and "reminders_before = [28, 14, 7, 2]" in shown
     edited = shown.replace("reminders_before = [28, 14, 7, 2]", "reminders_before = [10, 5]")
     cli("policy", "set", write(tmp_path, edited, "policy.toml"))
+    # An event keeps what changed (and tells the coordinators' pages that figures may have).
+    assert events_of(tmp_path, "policy_changed") == [
+        ("cli", {"changes": {"reminders_before": {"old": [28, 14, 7, 2], "new": [10, 5]}}})]
+    cli("policy", "set", write(tmp_path, edited, "policy.toml"))
+    assert len(events_of(tmp_path, "policy_changed")) == 1  # the same again: nothing changed
     cli("cycles", "open", "--year", "2027", "--opens", "2027-02-01", "--due", "2027-04-30")
     preview = cli("preview", "--year", "2027", "--partner", "Partner 00000").stdout
     assert "reminder-10" in preview and "reminder-5" in preview and "reminder-28" not in preview
@@ -195,3 +208,10 @@ def test_a_template_year_or_version_beyond_reason_is_refused(cli, tmp_path):
         path = tmp_path / f"{key}.json"
         path.write_text(json.dumps({**definition, key: value}), encoding="utf-8")
         assert f"{key} muss zwischen" in cli("templates", "load", str(path), expect=2).stderr
+
+
+def test_a_partner_import_is_kept_as_an_event_when_it_changes_something(cli, tmp_path):
+    cli("partners", "import", write(tmp_path, GOOD_CSV))
+    cli("partners", "import", write(tmp_path, GOOD_CSV))  # the same list: nothing changed
+    assert events_of(tmp_path, "partners_imported") == [
+        ("cli", {"created": 3, "updated": 0, "unchanged": 0})]

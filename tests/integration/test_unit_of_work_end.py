@@ -55,3 +55,12 @@ def test_reading_in_units_of_work_keeps_the_prepared_statements(services):
             "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%partner.name%'"
         )).all()
     assert len(prepared) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SELECT … INTO
+def test_sql_text_counts_as_a_write_even_when_it_begins_with_select(services):
+    seed_programme(services, partners=1)
+    with services.database.unit_of_work() as uow:
+        uow.session.execute(text("SELECT name INTO left_behind FROM partner"))
+    with services.database.unit_of_work() as uow:
+        assert uow.session.scalar(text("SELECT to_regclass('left_behind')")) is None

@@ -3,6 +3,8 @@ series and the chart's geometry."""
 from __future__ import annotations
 
 import threading
+
+import pytest
 from datetime import date
 
 from web.charts import burn_up_chart, nice_ceiling, step_points, table_days
@@ -145,3 +147,14 @@ def test_the_cache_keeps_at_most_its_size_and_drops_the_least_recently_used():
     cache.get("c", "v", compute)
     assert cache.get("a", "v", compute) == ("v", 1) and len(calls) == 3
     assert cache.get("b", "v", compute) == ("v", 4)  # computed again
+
+
+def test_a_failed_computation_keeps_nothing_and_the_next_request_computes_again():
+    cache = VersionedCache()
+
+    def failing():
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError):
+        cache.get("k", "v", failing)
+    assert cache._computing == {} and cache.get("k", "v", lambda: 1) == ("v", 1)
