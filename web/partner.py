@@ -33,12 +33,13 @@ def too_many_failed_lookups(error):
                                      "noch einmal.")), 429, {"Retry-After": str(error.retry_after)}
 
 
-def _load(uow, token, *, lead_only=False, for_update=False):
+def _load(uow, token, *, lead_only=False, for_update=False, with_template=False):
     """The submission behind the link; a member's link also sets ``g.part`` (its own part).
-    ``for_update``: its row locked at once, for a use case that changes it."""
+    ``for_update``: its row locked at once, for a use case that changes it. ``with_template``:
+    its report template read in the same query."""
     try:
-        submission, g.part, contact_language = open_link(uow, token, now=utcnow(),
-                                                         for_update=for_update)
+        submission, g.part, contact_language = open_link(
+            uow, token, now=utcnow(), for_update=for_update, with_template=with_template)
     except LinkExpired as expired:
         g.coordinators = coordinators_for(uow, expired.submission_id,
                                           services_of(current_app).settings.coordinator_emails)
@@ -123,7 +124,7 @@ def _file_names(uow, submission_id, template, answers) -> dict[str, str]:
 @bp.get("/<token>/form")
 def form(token):
     with services_of(current_app).database.unit_of_work() as uow:
-        submission = _load(uow, token)
+        submission = _load(uow, token, with_template=True)
         if not awaits_report(submission.state):
             return redirect(url_for(".show", token=token), 303)
         if g.part is not None:
@@ -141,7 +142,7 @@ def save(token):
     services = services_of(current_app)
     action = request.form.get("action", "save")
     with services.database.unit_of_work() as uow:
-        submission = _load(uow, token, for_update=True)
+        submission = _load(uow, token, for_update=True, with_template=True)
         if not awaits_report(submission.state):
             flash(_("Dieser Bericht ist bereits eingereicht."), "error")
             return redirect(url_for(".show", token=token), 303)

@@ -194,6 +194,7 @@ class Submission(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     cycle: Mapped[Cycle] = relationship()
     partner: Mapped[Partner] = relationship()
+    template: Mapped[ReportTemplate | None] = relationship()
 
 
 class Event(Base):

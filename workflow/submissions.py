@@ -154,11 +154,13 @@ def resolve_link(uow: UnitOfWork, token: str, *, now: datetime):
     return submission, part
 
 
-def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = False):
+def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = False,
+              with_template: bool = False):
     """``resolve_link`` and the language of the reporting contact of the partner the link is for
     (None if it has none): in one query, since every partner page needs the partner, the cycle,
     its programme's policy and the page's language. ``for_update``: the submission's row is
-    locked by the same query (as ``load_submission`` would lock it)."""
+    locked by the same query (as ``load_submission`` would lock it). ``with_template``: its
+    report template comes along (for the form's pages)."""
     if not token or len(token) > 100:
         raise NotFound("Unbekannter Link.")
     query = (select(AccessToken.expires_at, AccessToken.member_part_id, Submission,
@@ -167,6 +169,8 @@ def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = 
              .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
                       joinedload(Submission.partner))
              .where(AccessToken.token_hash == hash_token(token)))
+    if with_template:
+        query = query.options(joinedload(Submission.template))
     if for_update:  # fresh values under the lock, even for a row the session holds
         query = query.with_for_update(of=Submission).execution_options(populate_existing=True)
     row = uow.session.execute(query).first()

@@ -357,3 +357,22 @@ def test_saving_a_draft_locks_the_report_once_in_the_links_own_query(partner):
         event.remove(engine, "before_cursor_execute", count)
     assert response.status_code == 303 and saved_answers(p)["staff_total"] == "1200"
     assert len(locks) == 1 and "access_token" in locks[0] and "FOR UPDATE OF submission" in locks[0]
+
+
+def test_the_form_and_its_template_are_read_in_one_query(partner):
+    p = partner
+    assert post_form(p, {"staff_total": "1200"}).status_code == 303  # a draft on its template
+    selects = []
+
+    def count(conn, cursor, statement, parameters, context, many):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    engine = p["services"].database.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        html, _, _ = form_page(p)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert 'name="staff_total"' in html
+    assert len(selects) == 1 and "report_template" in selects[0]
