@@ -13,7 +13,7 @@ from workflow.errors import DomainError, InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.ledger import cancel_open_rungs, queue_immediate
 from workflow.models import (AccessToken, Contact, ContactRole, Cycle, Event, MemberPart,
-                             Submission, utcnow)
+                             ReportTemplate, Submission, utcnow)
 from workflow.policy import effective_deadline, send_instant
 from workflow.programmes import coordinator_addresses
 from workflow.states import SETTLED, Action, awaits_report, transition
@@ -169,8 +169,8 @@ def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = 
              .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
                       joinedload(Submission.partner))
              .where(AccessToken.token_hash == hash_token(token)))
-    if with_template:
-        query = query.options(joinedload(Submission.template))
+    if with_template:  # its definition only if this process has not parsed it yet
+        query = query.options(joinedload(Submission.template).defer(ReportTemplate.definition))
     if for_update:  # fresh values under the lock, even for a row the session holds
         query = query.with_for_update(of=Submission).execution_options(populate_existing=True)
     row = uow.session.execute(query).first()

@@ -75,9 +75,9 @@ def make_engine(url: str, **kwargs) -> Engine:
     return engine
 
 
-def _sessions(bind) -> sessionmaker:
+def _sessions(bind, **options) -> sessionmaker:
     """Sessions for units of work: each notes the connection its transaction runs on."""
-    factory = sessionmaker(bind, expire_on_commit=False)
+    factory = sessionmaker(bind, expire_on_commit=False, **options)
 
     @event.listens_for(factory, "after_begin")
     def _transaction_connection(session, _transaction, connection):
@@ -131,8 +131,9 @@ class Database:
 
     def _reading_sessions(self):
         if self._reading_factory is None:
+            # No autoflush: a read must never write what a caller changed on a loaded object.
             self._reading_factory = _sessions(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"), autoflush=False)
         return self._reading_factory
 
     def recorder(self) -> "Recorder":
