@@ -121,8 +121,8 @@ def services_of(app: Flask):
 
 
 def reading():
-    """A unit of work for one read in this request (see ``Database.reading``). The request's
-    reads share one connection, given back when the request ends."""
+    """A unit of work for one single-query read in this request (``SharedReads``). The
+    request's reads share one connection, given back when the request ends."""
     shared = g.get("shared_reads")
     if shared is None:
         shared = g.shared_reads = services_of(current_app).database.shared_reads()

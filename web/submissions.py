@@ -2,7 +2,8 @@
 a mail as it was sent. Read only: the actions on these pages post to ``web/actions.py``."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request, send_file
+from flask import (Blueprint, abort, current_app, render_template, request, send_file,
+                   url_for)
 from flask_babel import get_locale
 from markupsafe import Markup
 
@@ -40,7 +41,10 @@ def table(cycle_id):
             page = partner_table(uow, cycle_id, query, now=now)
         if page is None:
             return None, {}
-        return page, {part: Markup(render_template(template, table=page, cycle_id=cycle_id))
+        # The table's own address, built once: its links differ only in their query strings.
+        address = url_for("submissions.table", cycle_id=cycle_id)
+        return page, {part: Markup(render_template(template, table=page, query=page.query,
+                                                   table_url=address, cycle_id=cycle_id))
                       for part, template in TABLE_PARTS.items()}
 
     # Kept like the overview's figures: until anything the page shows may have changed. Only

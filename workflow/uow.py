@@ -116,17 +116,8 @@ class Database:
             self._records_factory = _sessions(engine)
         return self._records_factory
 
-    def reading(self) -> "UnitOfWork":
-        """A unit of work for one read that needs no transaction around it: on PostgreSQL its
-        statement runs on its own (autocommit), without the BEGIN and ROLLBACK round trips of a
-        unit of work; elsewhere an ordinary one. Never for writes: they would take effect at
-        once. Each statement sees its own moment, so it suits a single query."""
-        if not self.is_postgres:
-            return self.unit_of_work()
-        return UnitOfWork(self, self._reading_sessions())
-
     def shared_reads(self) -> "SharedReads":
-        """Single reads (as ``reading``) that share one connection until closed."""
+        """Single reads that share one connection until closed (``SharedReads``)."""
         return SharedReads(self)
 
     def _reading_sessions(self):
@@ -304,15 +295,18 @@ class Recorder:
 class SharedReads:
     """Single reads that share one connection until ``close()``: on PostgreSQL the reads of one
     web request (the signed-in person, the page's version) take one pool checkout and liveness
-    check instead of one each. Elsewhere each read is an ordinary unit of work (on SQLite a read
-    transaction kept open would hold back the request's own writes)."""
+    check instead of one each, and each runs on its own (autocommit), without the BEGIN and
+    ROLLBACK round trips of a unit of work. Never for writes: they would take effect at once.
+    Each statement sees its own moment, so each read is a single query. Elsewhere each read is
+    an ordinary unit of work (on SQLite a read transaction kept open would hold back the
+    request's own writes)."""
 
     def __init__(self, database: Database):
         self.database = database
         self._session: Session | None = None
 
     def __call__(self) -> UnitOfWork:
-        """A unit of work for one read, as ``Database.reading``; never for writes."""
+        """A unit of work for one read; never for writes."""
         if not self.database.is_postgres:
             return self.database.unit_of_work()
         if self._session is None:
