@@ -96,3 +96,20 @@ def test_a_cycle_with_ledger_rows_about_it_is_not_deleted(services):
     with services.database.unit_of_work() as uow:
         uow.session.execute(text("DELETE FROM cycle WHERE id = :id"), {"id": other_id})
         uow.commit()
+
+
+def test_the_ledger_keeps_its_rows_through_migration_0012_down_and_up(services, database_url):
+    cycle_id, _ = _opened_cycle_and_another(services)
+    counted = select(Notification.cycle_id, Notification.submission_id, Notification.rung,
+                     Notification.status).order_by(Notification.id)
+    with services.database.unit_of_work() as uow:
+        before = uow.session.execute(counted).all()
+    services.database.dispose()
+    downgrade(database_url, "0011")
+    upgrade(database_url)
+    with services.database.unit_of_work() as uow:
+        assert uow.session.execute(counted).all() == before
+    assert _differences(database_url) == []
+    notice = _ledger_row(services, cycle_id=cycle_id, submission_id=None)
+    _changing_it_is_refused(services, "UPDATE notification SET cycle_id = 999 WHERE id = :id",
+                            id=notice)
