@@ -83,18 +83,25 @@ def test_a_ledger_row_about_the_whole_cycle_needs_that_cycle(services):
         "takeovers, created_at FROM notification WHERE id = :id", id=notice)
 
 
-def test_a_cycle_with_ledger_rows_about_it_is_not_deleted(services):
-    cycle_id, other_id = _opened_cycle_and_another(services)
+def _only_notices_left(services):
     with services.database.unit_of_work() as uow:
         uow.session.execute(text("DELETE FROM notification WHERE submission_id IS NOT NULL"))
         uow.session.execute(text("DELETE FROM member_part"))
         uow.session.execute(text("DELETE FROM event"))
         uow.session.execute(text("DELETE FROM submission"))
         uow.commit()
+
+
+def test_a_cycle_with_ledger_rows_about_it_is_neither_deleted_nor_renumbered(services):
+    cycle_id, other_id = _opened_cycle_and_another(services)
+    _only_notices_left(services)
     assert _ledger_row(services, cycle_id=cycle_id, submission_id=None) is not None
     _changing_it_is_refused(services, "DELETE FROM cycle WHERE id = :id", id=cycle_id)
+    _changing_it_is_refused(services, "UPDATE cycle SET id = 999 WHERE id = :id", id=cycle_id)
     with services.database.unit_of_work() as uow:
-        uow.session.execute(text("DELETE FROM cycle WHERE id = :id"), {"id": other_id})
+        uow.session.execute(text("UPDATE cycle SET id = id WHERE id = :id"), {"id": cycle_id})
+        uow.session.execute(text("UPDATE cycle SET id = 999 WHERE id = :id"), {"id": other_id})
+        uow.session.execute(text("DELETE FROM cycle WHERE id = 999"))
         uow.commit()
 
 
@@ -113,3 +120,5 @@ def test_the_ledger_keeps_its_rows_through_migration_0012_down_and_up(services, 
     notice = _ledger_row(services, cycle_id=cycle_id, submission_id=None)
     _changing_it_is_refused(services, "UPDATE notification SET cycle_id = 999 WHERE id = :id",
                             id=notice)
+    _only_notices_left(services)
+    _changing_it_is_refused(services, "DELETE FROM cycle WHERE id = :id", id=cycle_id)

@@ -2,8 +2,10 @@
 two, so planning a rung of 20,000 checks each row once; rows about the whole cycle (no
 submission) keep their cycle checked by triggers, which also keep such a cycle from being deleted
 
-Recreating the notification table on SQLite (a batch migration) drops its triggers: a later
-migration that does so must create them again.
+On SQLite the triggers name both tables: a later migration that recreates notification or
+cycle (a batch migration) must drop all of them first and create them again afterwards, as the
+downgrade below does (SQLite refuses to rename a table into place while a trigger names a table
+that is gone).
 
 Revision ID: 0012
 Revises: 0011
@@ -38,10 +40,15 @@ BEGIN
         RAISE foreign_key_violation USING MESSAGE = format(
             'cycle %s still has ledger rows', OLD.id);
     END IF;
-    RETURN OLD;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
 END $$""",
     """CREATE TRIGGER cycle_keeps_its_notices BEFORE DELETE ON cycle
 FOR EACH ROW EXECUTE FUNCTION cycle_keeps_its_notices()""",
+    """CREATE TRIGGER cycle_keeps_its_notices_id BEFORE UPDATE OF id ON cycle
+FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION cycle_keeps_its_notices()""",
 ]
 
 SQLITE_TRIGGERS = [
@@ -53,6 +60,9 @@ BEGIN SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed'); END"""
 ] + [
     """CREATE TRIGGER cycle_keeps_its_notices BEFORE DELETE ON cycle
 WHEN EXISTS (SELECT 1 FROM notification WHERE cycle_id = OLD.id)
+BEGIN SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed'); END""",
+    """CREATE TRIGGER cycle_keeps_its_notices_id BEFORE UPDATE OF id ON cycle
+WHEN OLD.id <> NEW.id AND EXISTS (SELECT 1 FROM notification WHERE cycle_id = OLD.id)
 BEGIN SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed'); END""",
 ]
 
@@ -84,14 +94,17 @@ def upgrade():
 def downgrade():
     if _sqlite():
         for name in ("notification_notice_cycle_exists_insert",
-                     "notification_notice_cycle_exists_update", "cycle_keeps_its_notices"):
+                     "notification_notice_cycle_exists_update", "cycle_keeps_its_notices",
+                     "cycle_keeps_its_notices_id"):
             op.execute(f"DROP TRIGGER {name}")
         with op.batch_alter_table('notification', recreate="always") as batch_op:
             batch_op.drop_constraint('fk_notification_submission_cycle', type_='foreignkey')
+            # Named now (a batch migration cannot add an unnamed one); they act as before.
             batch_op.create_foreign_key('fk_notification_cycle_id', 'cycle', ['cycle_id'], ['id'])
             batch_op.create_foreign_key('fk_notification_submission_id', 'submission',
                                         ['submission_id'], ['id'])
     else:
+        op.execute("DROP TRIGGER cycle_keeps_its_notices_id ON cycle")
         op.execute("DROP TRIGGER cycle_keeps_its_notices ON cycle")
         op.execute("DROP FUNCTION cycle_keeps_its_notices()")
         op.execute("DROP TRIGGER notification_notice_cycle_exists ON notification")
