@@ -241,8 +241,10 @@ class Notification(Base):
         # A row about a submission belongs to that submission's cycle: one check per row
         # instead of two (one to the submission, one to the cycle) when a rung of 20,000 is
         # planned. Rows about the whole cycle (no submission) have their cycle checked by the
-        # triggers of migration 0012, which also keep such a cycle from being deleted.
-        ForeignKeyConstraint(["submission_id", "cycle_id"], ["submission.id", "submission.cycle_id"],
+        # triggers of migration 0012, which also keep such a cycle from being deleted or
+        # renumbered.
+        ForeignKeyConstraint(["submission_id", "cycle_id"],
+                             ["submission.id", "submission.cycle_id"],
                              name="fk_notification_submission_cycle"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
