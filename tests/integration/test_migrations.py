@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from infra.migrate import downgrade, upgrade
 from tests.integration.conftest import seed_programme
+from tests.integration.test_cycle_engine import open_2027
 from workflow.models import Base, Cycle, Notification
 
 
@@ -38,7 +39,6 @@ def test_every_migration_goes_down_and_up_again(postgres_url):
 # The ledger's references, as the migrated schema keeps them on both databases.
 
 def _opened_cycle_and_another(services):
-    from tests.integration.test_cycle_engine import open_2027
     seed_programme(services, partners=2)
     cycle_id = open_2027(services)
     with services.database.unit_of_work() as uow:
@@ -58,7 +58,6 @@ def _changing_it_is_refused(services, statement, **values):
     with services.database.unit_of_work() as uow:
         with pytest.raises(IntegrityError):
             uow.session.execute(text(statement), values)
-            uow.session.flush()
 
 
 def test_a_ledger_row_about_a_submission_belongs_to_that_submissions_cycle(services):
