@@ -11,8 +11,8 @@ from datetime import date, datetime
 from sqlalchemy import select
 
 from workflow.cycles import cycle_status, policy_of
-from workflow.models import (AccessToken, Contact, ContactRole, Cycle, MemberPart, Notification,
-                             Partner, Submission)
+from workflow.models import (Contact, ContactRole, Cycle, MemberPart, Notification, Partner,
+                             Submission)
 from workflow.policy import Audience, ReportingPolicy, effective_deadline
 from workflow.programmes import coordinator_addresses
 from workflow.states import AWAITING_REPORT, SubmissionState
@@ -258,8 +258,9 @@ class Batch:
 
 
 def compose(batch: Batch, letterhead: Letterhead, notification: Notification,
-            as_of: datetime) -> tuple[OutgoingMail, AccessToken | None]:
-    """The mail for one ledger row, and the personal link's row to store if it carries one."""
+            as_of: datetime) -> tuple[OutgoingMail, dict | None]:
+    """The mail for one ledger row, and the values of the personal link's ``access_token`` row
+    to store if it carries one."""
     composer = COMPOSERS.get(notification.email)
     if composer is None:
         raise UnknownMailKind(f"no mail kind '{notification.email}' (templates/email/ has "

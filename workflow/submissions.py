@@ -129,14 +129,15 @@ def hash_token(token: str) -> str:
 
 def new_link_token(submission: Submission, policy, *, now: datetime,
                    notification_id: int | None = None,
-                   member_part_id: int | None = None) -> tuple[str, AccessToken]:
-    """A fresh random token (256 bits) and the row that stores only its hash (not yet added)."""
+                   member_part_id: int | None = None) -> tuple[str, dict]:
+    """A fresh random token (256 bits) and the values of the ``access_token`` row that stores
+    only its hash (not yet written)."""
     token = secrets.token_urlsafe(32)
     expires = send_instant(policy, effective_deadline(policy, submission.due_on)) \
         + timedelta(days=policy.link_grace_days)
-    return token, AccessToken(submission_id=submission.id, token_hash=hash_token(token),
-                              created_at=now, expires_at=max(expires, now + timedelta(days=30)),
-                              notification_id=notification_id, member_part_id=member_part_id)
+    return token, {"submission_id": submission.id, "token_hash": hash_token(token),
+                   "created_at": now, "expires_at": max(expires, now + timedelta(days=30)),
+                   "notification_id": notification_id, "member_part_id": member_part_id}
 
 
 def issue_link_token(uow: UnitOfWork, submission: Submission, *, notification_id: int | None,
@@ -144,7 +145,7 @@ def issue_link_token(uow: UnitOfWork, submission: Submission, *, notification_id
     """A new personal link for ``submission``, stored as a hash; older links stay valid."""
     token, row = new_link_token(submission, policy_of(submission.cycle.programme), now=now,
                                 notification_id=notification_id, member_part_id=member_part_id)
-    uow.session.add(row)
+    uow.session.add(AccessToken(**row))
     return token
 
 

@@ -507,6 +507,9 @@ class DropsAfterTheFinalDot:
     def __init__(self, handler):
         self.handler, self.dropped = handler, False
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        return await self.handler.handle_EHLO(server, session, envelope, hostname, responses)
+
     async def handle_RCPT(self, server, session, envelope, address, options):
         return await self.handler.handle_RCPT(server, session, envelope, address, options)
 
@@ -553,6 +556,9 @@ class ClosingAfterTheFirstMail:
 
     def __init__(self, handler):
         self.handler, self.mails = handler, 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        return await self.handler.handle_EHLO(server, session, envelope, hostname, responses)
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         self.mails += 1

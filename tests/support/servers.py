@@ -119,14 +119,30 @@ class RedisServer:
 
 
 class RecordingHandler:
-    """aiosmtpd handler that keeps every accepted message; can answer 4xx/5xx on demand."""
+    """aiosmtpd handler that keeps every accepted message; can answer 4xx/5xx on demand. Like
+    the servers mail goes to in practice it offers PIPELINING (aiosmtpd reads pipelined
+    commands one after the other but does not say so); ``pipelining = False`` hides it."""
 
     def __init__(self):
         self.messages = []
         self.lock = threading.Lock()
         self.fail_next: list[str] = []  # SMTP replies to give instead of accepting, in order
         self.refuse_recipients: dict[str, str] = {}  # address -> reply, e.g. "550 no such user"
+        self.refuse_sender: str | None = None  # the reply to MAIL FROM, e.g. "550 not you"
         self.delay = 0.0  # seconds to wait before answering DATA (a slow server)
+        self.pipelining = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if not self.pipelining:
+            return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse_sender:
+            return self.refuse_sender
+        envelope.mail_from, envelope.mail_options = address, list(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse_recipients:
