@@ -318,18 +318,24 @@ def _fail(uow: UnitOfWork, notification: Notification, error: str, wall: datetim
 
 NOTIFICATIONS, EVENTS, ACCESS_TOKENS = (Notification.__table__, Event.__table__,
                                         AccessToken.__table__)
+
+
+def _may(move: LedgerMove):
+    """The row's status allows ``move``: its source statuses as fixed bound values, not an
+    expanding IN, which neither executemany nor a prepared statement can take."""
+    return or_(*(NOTIFICATIONS.c.status == status for status in sources(move)))
+
+
 # The hot path's statements, built once: claiming a batch, recording one mail.
 CLAIM_ROW = (
     NOTIFICATIONS.update()
-    .where(NOTIFICATIONS.c.id == bindparam("notification_id"),
-           or_(*(NOTIFICATIONS.c.status == status for status in sources(LedgerMove.CLAIM))))
+    .where(NOTIFICATIONS.c.id == bindparam("notification_id"), _may(LedgerMove.CLAIM))
     .values(status=target(LedgerMove.CLAIM), claimed_at=bindparam("wall"),
             claim_token=bindparam("token"), message_id=bindparam("claimed_message_id")))
 RECORD_SENT = (
     NOTIFICATIONS.update()
     .where(NOTIFICATIONS.c.id == bindparam("notification_id"),
-           NOTIFICATIONS.c.claim_token == bindparam("token"),
-           NOTIFICATIONS.c.status.in_(sources(LedgerMove.RECORD_SENT)))
+           NOTIFICATIONS.c.claim_token == bindparam("token"), _may(LedgerMove.RECORD_SENT))
     .values(status=target(LedgerMove.RECORD_SENT), sent_at=bindparam("wall"), last_error=None,
             refused=bindparam("refused"), sent_subject=bindparam("sent_subject"),
             sent_text=bindparam("sent_text"), sent_to=bindparam("sent_to", type_=JSON))

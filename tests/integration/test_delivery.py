@@ -11,10 +11,10 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 
+import psycopg
 import pytest
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import String, cast, func, select, update
-from sqlalchemy.exc import OperationalError
 
 from reportcycles.bootstrap import build
 from tasks.scheduler import relay_outbox
@@ -31,7 +31,7 @@ from workflow.partners import ensure_programme, import_partners
 from workflow.policy import END_OF_DAY, ReportingPolicy
 from workflow.requests import declare_intent
 from workflow.sweep import sweep
-from workflow.uow import Database
+from workflow.uow import Recorder
 
 OPENS, DUE = date(2027, 2, 1), date(2027, 4, 30)
 ALL_DAY = ReportingPolicy(window_start=clock_time(0, 0), window_end=END_OF_DAY,
@@ -214,42 +214,17 @@ def test_a_record_whose_reply_was_lost_after_its_commit_counts_as_sent(stack, sm
     services = stack()
     ids = open_and_queue(services, partners=5)
     statements = []
+    run = Recorder._run
 
-    class LosesTheThirdReply:
-        def __init__(self, connection):
-            self.connection = connection
+    def loses_the_third_reply(driver_connection, sql, values):
+        row = run(driver_connection, sql, values)  # autocommit: committed
+        statements.append(sql)
+        if len(statements) == 3:
+            driver_connection.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return row
 
-        def execution_options(self, **options):
-            self.connection = self.connection.execution_options(**options)
-            return self
-
-        def execute(self, statement, parameters):
-            result = self.connection.execute(statement, parameters)  # autocommit: committed
-            statements.append(statement)
-            if len(statements) == 3:
-                self.connection.invalidate()
-                raise OperationalError(str(statement), parameters, ConnectionError(
-                    "server closed the connection unexpectedly"), connection_invalidated=True)
-            return result
-
-        def close(self):
-            self.connection.close()
-
-    class Engine:
-        def __init__(self, engine):
-            self.engine = engine
-
-        def connect(self):
-            return LosesTheThirdReply(self.engine.connect())
-
-    real_recorder = Database.recorder
-
-    def recorder(database):
-        made = real_recorder(database)
-        made.engine = Engine(made.engine)
-        return made
-
-    monkeypatch.setattr(Database, "recorder", recorder)
+    monkeypatch.setattr(Recorder, "_run", staticmethod(loses_the_third_reply))
     report = deliver(services.mail, ids)
     assert len(statements) >= 4  # the third was tried again
     assert report.sent == ids and not report.lost
