@@ -4,8 +4,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from workflow.cycles import plan_rungs_for_submission, policy_of
@@ -164,17 +165,8 @@ def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = 
     report template comes along (for the form's pages)."""
     if not token or len(token) > 100:
         raise NotFound("Unbekannter Link.")
-    query = (select(AccessToken.expires_at, AccessToken.member_part_id, Submission,
-                    _reporting_language(Submission.partner_id).scalar_subquery().label("language"))
-             .join(Submission, Submission.id == AccessToken.submission_id)
-             .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
-                      joinedload(Submission.partner))
-             .where(AccessToken.token_hash == hash_token(token)))
-    if with_template:  # its definition only if this process has not parsed it yet
-        query = query.options(joinedload(Submission.template).defer(ReportTemplate.definition))
-    if for_update:  # fresh values under the lock, even for a row the session holds
-        query = query.with_for_update(of=Submission).execution_options(populate_existing=True)
-    row = uow.session.execute(query).first()
+    row = uow.session.execute(_link_query(for_update, with_template),
+                              {"token_hash": hash_token(token)}).first()
     if row is None:
         raise NotFound("Unbekannter Link.")
     if for_update:
@@ -185,6 +177,23 @@ def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = 
         return row.Submission, None, row.language
     part = uow.session.get(MemberPart, row.member_part_id)
     return row.Submission, part, uow.session.scalars(_reporting_language(part.partner_id)).first()
+
+
+@lru_cache(maxsize=None)
+def _link_query(for_update: bool, with_template: bool):
+    """``open_link``'s statement, built once per variant: building it and its cache key took a
+    sixth of a partner page's time in the database layer."""
+    query = (select(AccessToken.expires_at, AccessToken.member_part_id, Submission,
+                    _reporting_language(Submission.partner_id).scalar_subquery().label("language"))
+             .join(Submission, Submission.id == AccessToken.submission_id)
+             .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
+                      joinedload(Submission.partner))
+             .where(AccessToken.token_hash == bindparam("token_hash")))
+    if with_template:  # its definition only if this process has not parsed it yet
+        query = query.options(joinedload(Submission.template).defer(ReportTemplate.definition))
+    if for_update:  # fresh values under the lock, even for a row the session holds
+        query = query.with_for_update(of=Submission).execution_options(populate_existing=True)
+    return query
 
 
 def _reporting_language(partner_id):
