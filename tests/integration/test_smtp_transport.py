@@ -109,3 +109,23 @@ def test_a_pipelined_mail_is_dot_stuffed_and_arrives_unchanged():
         client.quit()
     [mail] = handler.messages
     assert mail["message"].get_content() == ".eins\r\n..zwei\r\n.\r\nEnde\r\n"
+
+
+def test_a_server_that_offers_pipelining_gets_the_envelope_and_data_in_one_write(monkeypatch):
+    writes = []
+    write = smtplib.SMTP.send
+
+    def recorded(client, data):
+        writes.append(data if isinstance(data, bytes) else data.encode())
+        return write(client, data)
+
+    with smtp_server() as (controller, handler):
+        with transport(controller).connect() as connection:
+            monkeypatch.setattr(smtplib.SMTP, "send", recorded)
+            connection.send(invitation(1))
+    envelope, message = writes[:2]
+    assert envelope == (b"MAIL FROM:<berichte@example.org>\r\nRCPT TO:<p@example.org>\r\n"
+                        b"RCPT TO:<d@example.org>\r\nDATA\r\n")
+    assert b"Message-ID: <rc.1@example.org>" in message and message.endswith(b"\r\n.\r\n")
+    assert len(writes) == 3 and writes[2].upper() == b"QUIT\r\n"
+    assert len(handler.messages) == 1
