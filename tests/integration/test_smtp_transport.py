@@ -3,6 +3,7 @@ the same mails arrive, and the same refusals come back, however the commands tra
 from __future__ import annotations
 
 import smtplib
+from dataclasses import replace
 
 import pytest
 
@@ -87,6 +88,21 @@ def test_a_refused_sender_refuses_the_mail_for_good(server):
     assert handler.messages == []
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-at-a-time"])
+def test_a_mail_larger_than_the_server_takes_is_refused_for_good(pipelining):
+    with smtp_server(data_size_limit=2000) as (controller, handler):
+        handler.pipelining = pipelining
+        with transport(controller).connect() as connection:
+            large = replace(invitation(1), text="Ein langer Bericht.\n" * 200)
+            with pytest.raises(PermanentMailError, match="552"):
+                connection.send(large)
+            assert connection.send(OutgoingMail(
+                subject="Kurz", text="kurz", html="<p>kurz</p>", sender="berichte@example.org",
+                to=["p@example.org"], cc=[], message_id="<rc.2@example.org>", language="de",
+                rung="invitation")) == {}
+    assert [m["message"]["Subject"] for m in handler.messages] == ["Kurz"]
+
+
 def test_a_421_to_a_recipient_means_the_server_is_going_away(server):
     controller, handler = server
     handler.refuse_recipients = {"d@example.org": "421 4.3.2 shutting down"}
@@ -124,8 +140,9 @@ def test_a_server_that_offers_pipelining_gets_the_envelope_and_data_in_one_write
             monkeypatch.setattr(smtplib.SMTP, "send", recorded)
             connection.send(invitation(1))
     envelope, message = writes[:2]
-    assert envelope == (b"MAIL FROM:<berichte@example.org>\r\nRCPT TO:<p@example.org>\r\n"
-                        b"RCPT TO:<d@example.org>\r\nDATA\r\n")
+    size = len(message) - len(b".\r\n")  # declared as sendmail declares it (RFC 1870)
+    assert envelope == (b"MAIL FROM:<berichte@example.org> SIZE=%d\r\nRCPT TO:<p@example.org>"
+                        b"\r\nRCPT TO:<d@example.org>\r\nDATA\r\n" % size)
     assert b"Message-ID: <rc.1@example.org>" in message and message.endswith(b"\r\n.\r\n")
     assert len(writes) == 3 and writes[2].upper() == b"QUIT\r\n"
     assert len(handler.messages) == 1
