@@ -10,7 +10,7 @@ SEND_BATCH = "reportcycles.send_batch"
 
 
 class CeleryDispatcher:
-    def __init__(self, app: Celery, batch_size: int = 100):
+    def __init__(self, app: Celery, batch_size: int):
         self.app = app
         self.batch_size = batch_size
 

@@ -5,11 +5,11 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Protocol
 
 from sqlalchemy import ARRAY, CompoundSelect, Select, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,6 @@ class Recorder:
         self.single_statements = database.is_postgres
         self.connection = None
         self.retried = False
-        self._prepared: dict[int, _PreparedStatement] = {}
 
     def __enter__(self) -> "Recorder":
         return self
@@ -279,12 +278,9 @@ class Recorder:
     def execute(self, statement, parameters: dict):
         """The statement's first row (a tuple), or None; committed."""
         self.retried = False
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:
-            prepared = self._prepared[id(statement)] = _PreparedStatement(statement,
-                                                                          self.engine.dialect)
-        values = prepared.values(parameters)
         dialect = self.engine.dialect
+        prepared = _prepared(statement, dialect)
+        values = prepared.values(parameters)
         for attempt in (1, 2):
             if self.connection is None:
                 self.connection = self.engine.connect().execution_options(
@@ -308,6 +304,13 @@ class Recorder:
         with driver_connection.cursor() as cursor:
             cursor.execute(sql, values, prepare=True)
             return cursor.fetchone() if cursor.description else None
+
+
+@lru_cache(maxsize=32)
+def _prepared(statement, dialect) -> "_PreparedStatement":
+    """Compiled once per process (a recorder lives for one batch); the hot path's statements
+    are module constants, compared by identity."""
+    return _PreparedStatement(statement, dialect)
 
 
 class _PreparedStatement:
