@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from babel import Locale
 from flask import Flask, current_app, g, redirect, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
@@ -18,6 +19,8 @@ from workflow.errors import DomainError
 csrf = CSRFProtect()
 babel = Babel()
 LANGUAGES = ("de", "en")
+# Parsed once: babel looks for a locale's data file on disk each time it parses its name.
+LOCALES = {language: Locale.parse(language) for language in LANGUAGES}
 
 
 LOCAL_PATH = re.compile(r"/(?![/\\])[\x21-\x7e]*")  # this site only: no scheme, host or spaces
@@ -31,9 +34,9 @@ def local_path(target: str | None) -> str:
 def select_locale():
     """The page's language: chosen on the page, else the contact's, else German."""
     chosen = session.get("lang")
-    if chosen in LANGUAGES:
-        return chosen
-    return getattr(g, "contact_language", None) or "de"
+    if chosen not in LANGUAGES:
+        chosen = getattr(g, "contact_language", None) or "de"
+    return LOCALES.get(chosen, chosen)
 
 
 def create_app(settings: Settings, services: Services, *, show_mailbox: bool = False) -> Flask:
