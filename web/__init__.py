@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from infra.services import Services
 from infra.settings import Settings
+from web.forms import Request
 from web.ratelimit import FailedLookupLimit
 from workflow.errors import DomainError
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
                      setup, submissions)
 
     app = Flask(__name__)
+    app.request_class = Request
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=12 * 1024 * 1024,
                       WTF_CSRF_TIME_LIMIT=None, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.secure_cookies)
