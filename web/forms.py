@@ -91,8 +91,8 @@ def split_multipart(body: bytes, boundary: bytes):
             return None
         plain = PLAIN_DISPOSITION.fullmatch(disposition)
         if plain is None:
-            name, filename = (parse_options_header(disposition)[1].get(key)
-                              for key in ("name", "filename"))
+            options = parse_options_header(disposition)[1]
+            name, filename = options.get("name"), options.get("filename")
         else:
             name, filename = plain.groups()
         parts.append((name, filename, headers, data))
