@@ -33,13 +33,16 @@ def too_many_failed_lookups(error):
                                      "noch einmal.")), 429, {"Retry-After": str(error.retry_after)}
 
 
-def _load(uow, token, *, lead_only=False, for_update=False, with_template=False):
+def _load(uow, token, *, lead_only=False, for_update=False, with_template=False,
+          with_context=True):
     """The submission behind the link; a member's link also sets ``g.part`` (its own part).
     ``for_update``: its row locked at once, for a use case that changes it. ``with_template``:
-    its report template read in the same query."""
+    its report template read in the same query. ``with_context``: its cycle, programme and
+    partner too (a page shows them)."""
     try:
         submission, g.part, contact_language = open_link(
-            uow, token, now=utcnow(), for_update=for_update, with_template=with_template)
+            uow, token, now=utcnow(), for_update=for_update, with_template=with_template,
+            with_context=with_context)
     except LinkExpired as expired:
         g.coordinators = coordinators_for(uow, expired.submission_id,
                                           services_of(current_app).settings.coordinator_emails)
@@ -142,7 +145,7 @@ def save(token):
     services = services_of(current_app)
     action = request.form.get("action", "save")
     with services.database.unit_of_work() as uow:
-        submission = _load(uow, token, for_update=True, with_template=True)
+        submission = _load(uow, token, for_update=True, with_template=True, with_context=False)
         if not awaits_report(submission.state):
             flash(_("Dieser Bericht ist bereits eingereicht."), "error")
             return redirect(url_for(".show", token=token), 303)

@@ -157,15 +157,16 @@ def resolve_link(uow: UnitOfWork, token: str, *, now: datetime):
 
 
 def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = False,
-              with_template: bool = False):
+              with_template: bool = False, with_context: bool = True):
     """``resolve_link`` and the language of the reporting contact of the partner the link is for
     (None if it has none): in one query, since every partner page needs the partner, the cycle,
     its programme's policy and the page's language. ``for_update``: the submission's row is
     locked by the same query (as ``load_submission`` would lock it). ``with_template``: its
-    report template comes along (for the form's pages)."""
+    report template comes along (for the form's pages). ``with_context``: the cycle, its
+    programme and the partner come along too (every page shows them; a save does not)."""
     if not token or len(token) > 100:
         raise NotFound("Unbekannter Link.")
-    row = uow.session.execute(_link_query(for_update, with_template),
+    row = uow.session.execute(_link_query(for_update, with_template, with_context),
                               {"token_hash": hash_token(token)}).first()
     if row is None:
         raise NotFound("Unbekannter Link.")
@@ -180,15 +181,16 @@ def open_link(uow: UnitOfWork, token: str, *, now: datetime, for_update: bool = 
 
 
 @lru_cache(maxsize=None)
-def _link_query(for_update: bool, with_template: bool):
+def _link_query(for_update: bool, with_template: bool, with_context: bool):
     """``open_link``'s statement, built once per variant: building it and its cache key took a
     sixth of a partner page's time in the database layer."""
     query = (select(AccessToken.expires_at, AccessToken.member_part_id, Submission,
                     _reporting_language(Submission.partner_id).scalar_subquery().label("language"))
              .join(Submission, Submission.id == AccessToken.submission_id)
-             .options(joinedload(Submission.cycle).joinedload(Cycle.programme),
-                      joinedload(Submission.partner))
              .where(AccessToken.token_hash == bindparam("token_hash")))
+    if with_context:
+        query = query.options(joinedload(Submission.cycle).joinedload(Cycle.programme),
+                              joinedload(Submission.partner))
     if with_template:  # its definition only if this process has not parsed it yet
         query = query.options(joinedload(Submission.template).defer(ReportTemplate.definition))
     if for_update:  # fresh values under the lock, even for a row the session holds
