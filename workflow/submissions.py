@@ -6,7 +6,7 @@ import secrets
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import joinedload
 
 from workflow.cycles import plan_rungs_for_submission, policy_of
@@ -66,10 +66,17 @@ def _locked(uow: UnitOfWork) -> dict:
     return uow.session.info.setdefault("locked_submissions", {})
 
 
+# A submission's event as one Core statement: through the ORM's flush it cost a tenth of a saved
+# draft's CPU (0.2 ms).
+EVENT_ROW = insert(Event.__table__)
+
+
 def record(uow: UnitOfWork, submission: Submission, kind: EventKind, now: datetime, actor: str,
            **payload):
-    uow.session.add(Event(cycle_id=submission.cycle_id, submission_id=submission.id, kind=kind,
-                          at=now, actor=actor, payload=payload or None))
+    uow.session.flush()  # what came before it is written before it, as its id will say
+    uow.session.execute(EVENT_ROW, {"cycle_id": submission.cycle_id,
+                                    "submission_id": submission.id, "kind": kind, "at": now,
+                                    "actor": actor, "payload": payload or None})
 
 
 def apply_action(uow: UnitOfWork, submission_id: int, action: Action | str, *, now: datetime,
