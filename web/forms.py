@@ -15,14 +15,14 @@ import re
 
 from flask import Request as FlaskRequest
 from werkzeug.datastructures import FileStorage, Headers
-from werkzeug.formparser import FormDataParser
+from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_options_header
 
 SMALL_FORM = 64 * 1024  # bytes; werkzeug streams larger bodies (uploads) to files
 # A disposition as browsers write it, with names that need no decoding; werkzeug's header
 # parser reads any other (escapes, the %22 that browsers write for a quote, RFC 2231).
 PLAIN_DISPOSITION = re.compile(r'form-data; name="([^"\\%]*)"(?:; filename="([^"\\%]*)")?')
-SAFE_CHARSETS = {"ascii", "us-ascii", "utf-8", "iso-8859-1"}  # werkzeug's list
+WERKZEUG_PARTS = MultiPartParser()  # its rule for a part's charset
 
 
 class FormParser(FormDataParser):
@@ -104,12 +104,9 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
 
 
 def _charset(headers: list[tuple[str, str]]) -> str:
-    content_type = _header(headers, "content-type")
-    if content_type:
-        charset = parse_options_header(content_type)[1].get("charset", "").lower()
-        if charset in SAFE_CHARSETS:
-            return charset
-    return "utf-8"
+    if _header(headers, "content-type") is None:  # as browsers send a field
+        return "utf-8"
+    return WERKZEUG_PARTS.get_part_charset(Headers(headers))
 
 
 def _length(headers: list[tuple[str, str]]) -> int:
