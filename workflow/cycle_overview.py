@@ -276,8 +276,8 @@ def cycle_head(uow: UnitOfWork, cycle_id: int) -> CycleHead | None:
 def cycle_page_state(uow: UnitOfWork, cycle_id: int,
                      now: datetime) -> tuple[CycleHead, str] | None:
     """The cycle's own facts and the version of its figures, in one query (every request of the
-    overview asks for both); None for an unknown id."""
-    row = uow.session.execute(_page_state_query(), {"cycle_id": cycle_id}).first()
+    overview asks for both); None for an unknown id. Run as Core, like ``get_account``."""
+    row = uow.session.connection().execute(_page_state_query(), {"cycle_id": cycle_id}).first()
     if row is None:
         return None
     head = _head(row)
