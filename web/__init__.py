@@ -9,7 +9,9 @@ from flask import Flask, current_app, g, redirect, render_template, request, ses
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from infra.services import Services
 from infra.settings import Settings
@@ -32,6 +34,19 @@ def local_path(target: str | None) -> str:
     return target if target and LOCAL_PATH.fullmatch(target) else "/"
 
 
+class IdConverter(IntegerConverter):
+    """``<int:…>`` in this app's URLs is always a row's id, a PostgreSQL ``integer``: a larger
+    number names no row and answers 404 without reaching the database (SQLite cannot even
+    bind a number beyond 64 bits)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", ID_MAX)
+        super().__init__(url_map, *args, **kwargs)
+
+
+ID_MAX = 2**31 - 1
+
+
 def select_locale():
     """The page's language: chosen on the page, else the contact's, else German."""
     chosen = session.get("lang")
@@ -47,6 +62,7 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
 
     app = Flask(__name__)
     app.request_class = Request
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=12 * 1024 * 1024,
                       WTF_CSRF_TIME_LIMIT=None, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.secure_cookies)
@@ -116,6 +132,10 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
     app.register_error_handler(CSRFError, lambda e: error_page(
         400, _("Formular abgelaufen"), _("Das Formular war abgelaufen oder ungültig. Bitte laden "
                                          "Sie die Seite neu und versuchen Sie es noch einmal.")))
+    app.register_error_handler(InternalServerError, lambda e: error_page(
+        500, _("Ein Fehler ist aufgetreten"), _("Das hat nicht geklappt. Der Fehler liegt bei uns "
+                                                "und ist protokolliert; bitte versuchen Sie es "
+                                                "später noch einmal.")))
     app.register_error_handler(DomainError, lambda e: error_page(
         400, _("Nicht möglich"), str(e)))
     return app

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select, update
+from werkzeug.routing import AnyConverter, IntegerConverter
 
 from infra.settings import SmtpConfig
 from tests.support.nu_checker import nu_check
@@ -291,17 +292,16 @@ PUBLIC = {"static", "public.healthz", "switch_language", "auth.sign_in", "auth.s
           "auth.forgot", "auth.link"}
 
 
-def sample_value(converter):
-    kind = type(converter).__name__
-    if kind == "IntegerConverter":
-        return 1
-    if kind == "AnyConverter":
+def sample_value(converter, number=1):
+    if isinstance(converter, IntegerConverter):
+        return number
+    if isinstance(converter, AnyConverter):
         return sorted(converter.items)[0]
     return "x"
 
 
-def sample_url(rule) -> str:
-    values = {name: sample_value(rule._converters[name]) for name in rule.arguments}
+def sample_url(rule, number=1) -> str:
+    values = {name: sample_value(rule._converters[name], number) for name in rule.arguments}
     return rule.build(values, append_unknown=False)[1]
 
 
@@ -341,6 +341,39 @@ def test_every_route_refuses_strangers_and_viewers_who_would_act(app, services):
     for rule in rules:
         if rule.endpoint in PUBLIC and "GET" in rule.methods:
             assert stranger.get(sample_url(rule)).status_code < 500, rule
+
+
+def test_ids_beyond_the_databases_integers_are_not_found_on_every_route(app, services):
+    # SQLite cannot even bind a number beyond 64 bits; PostgreSQL's ids end at 2**31 - 1.
+    coordinator = signed_in_client(app, services, "koordination@example.org", "admin")
+    token = csrf_token(coordinator.get("/").get_data(as_text=True))
+    with_ids = [r for r in app.url_map.iter_rules()
+                if any(isinstance(r._converters[name], IntegerConverter) for name in r.arguments)]
+    assert len(with_ids) > 20
+    for rule in with_ids:
+        for number in (2**31, 2**63, 10**23):
+            url = sample_url(rule, number)
+            assert str(number) in url, url
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                response = coordinator.open(url, method=method, data={"csrf_token": token})
+                # werkzeug checks a rule's method before its converter: where the same path
+                # has a GET rule too, a POST learns that only GET would match (405)
+                assert response.status_code in ((404,) if method == "GET" else (404, 405)), (
+                    method, url, response.status_code)
+                if not url.startswith("/api/"):
+                    assert "<h1>" in response.get_data(as_text=True), url
+
+
+def test_an_unexpected_error_gets_the_sites_own_page_in_the_pages_language(app, services):
+    def fails():
+        raise RuntimeError("a fault of ours")
+    app.add_url_rule("/fails", view_func=fails)
+    coordinator = signed_in_client(app, services, "koordination@example.org", "admin")
+    response = coordinator.get("/fails")
+    assert response.status_code == 500
+    page = response.get_data(as_text=True)
+    assert "Ein Fehler ist aufgetreten" in page and 'lang="de"' in page
+    assert "a fault of ours" not in page and "Traceback" not in page
 
 
 def test_users_create_and_list_on_the_command_line(app, services):
