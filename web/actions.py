@@ -43,6 +43,7 @@ DOMAIN_MESSAGES = (
     lazy_gettext("Die Erinnerungen sind pausiert; bitte zuerst fortsetzen."),
     lazy_gettext("Keine weitere Stufe geplant: es gibt nichts mehr zu eskalieren."),
     lazy_gettext("Die Erinnerungen sind bereits pausiert."),
+    lazy_gettext("Der Bericht ist nicht mehr offen; es gibt keine Erinnerungen zu pausieren."),
     lazy_gettext("Die Erinnerungen sind nicht pausiert."),
     lazy_gettext("Die Erinnerungen dieses Zyklus sind bereits pausiert."),
     lazy_gettext("Die Erinnerungen dieses Zyklus sind nicht pausiert."),

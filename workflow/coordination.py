@@ -110,6 +110,8 @@ def pause_reminders(uow: UnitOfWork, submission_id: int, *, now: datetime, actor
                     paused: bool = True) -> Submission:
     """Stop (or let go again) one partner's reminders; after resuming, the sweep catches up."""
     submission = load_submission(uow, submission_id, for_update=True)
+    if paused and not awaits_report(submission.state):
+        raise NotNow("Der Bericht ist nicht mehr offen; es gibt keine Erinnerungen zu pausieren.")
     if submission.reminders_paused == paused:
         raise NotNow("Die Erinnerungen sind bereits pausiert." if paused else
                      "Die Erinnerungen sind nicht pausiert.")

@@ -345,6 +345,19 @@ def test_a_paused_partner_gets_no_reminder_at_the_sweep_nor_at_send_time_until_r
     assert len(desk.mails(rung)) == 2
 
 
+def test_a_report_no_longer_owed_cannot_have_its_reminders_paused(desk):
+    sid = desk.sids[1]
+    submit(desk, sid)
+    assert desk.post(f"/submissions/{sid}/accept").status_code == 303
+    flashes(desk.client)
+    refused = desk.post(f"/submissions/{sid}/pause")
+    assert refused.status_code == 303
+    assert ("error", "Der Bericht ist nicht mehr offen; es gibt keine Erinnerungen zu "
+                     "pausieren.") in flashes(desk.client)
+    assert not desk.submission(sid).reminders_paused
+    assert desk.events(EventKind.REMINDERS_PAUSED) == []
+
+
 def _rows_by_id(desk, ids) -> list[Notification]:
     return desk._detached(lambda uow: list(uow.session.scalars(
         select(Notification).where(Notification.id.in_(ids)))))
@@ -359,6 +372,14 @@ def test_pausing_the_whole_cycle_asks_first_and_holds_every_reminder(desk):
         assert uow.session.get(Cycle, desk.cycle_id).reminders_paused
     [event] = desk.events(EventKind.REMINDERS_PAUSED)
     assert event.actor == COORDINATOR and event.payload == {"scope": "cycle"}
+    # Every open report shows it, in its row of the table and on its page; a submitted one not.
+    submit(desk, desk.sids[2])
+    table = desk.client.get(f"/cycles/{desk.cycle_id}/partners").get_data(as_text=True)
+    assert table.count('<span class="marker">pausiert</span>') == 2
+    page = desk.client.get(f"/submissions/{desk.sids[0]}").get_data(as_text=True)
+    assert "für das ganze Berichtsjahr pausiert" in page
+    page = desk.client.get(f"/submissions/{desk.sids[2]}").get_data(as_text=True)
+    assert "keine mehr: der Bericht ist nicht mehr offen" in page
     due = desk.next_rung_due() + timedelta(hours=1)
     sent_before = len(desk.smtp.messages)
     desk.sweep_at(due)
@@ -367,7 +388,7 @@ def test_pausing_the_whole_cycle_asks_first_and_holds_every_reminder(desk):
     [resumed] = desk.events(EventKind.REMINDERS_RESUMED)
     assert resumed.actor == COORDINATOR and resumed.submission_id is None
     desk.sweep_at(due)
-    assert len(desk.smtp.messages) == sent_before + 3
+    assert len(desk.smtp.messages) == sent_before + 2  # not to the partner who submitted
 
 
 # Bulk actions ------------------------------------------------------------------------------------
