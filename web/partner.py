@@ -15,11 +15,11 @@ from workflow.partner_page import member_totals
 from workflow.policy import effective_deadline
 from workflow.report_form import changes, check, jumps, parse_date, read_form, text_in
 from workflow.member_parts import complete_member_part, member_progress, save_member_part
-from workflow.report_errors import DraftConflict, IncompleteReport
+from workflow.report_errors import DraftConflict, IncompleteReport, RequestProblems
 from workflow.report_templates import template_of
 from workflow.reporting import (add_attachment, answers_for_form, attachment_names,
                                 previous_answers, save_draft, start_report, submit_report)
-from workflow.requests import declare_intent, request_extension
+from workflow.requests import declare_intent, pending_extension, request_extension
 from workflow.states import awaits_report
 from workflow.submissions import LinkExpired, coordinators_for, open_link
 
@@ -302,32 +302,35 @@ def _parse_date(value: str) -> date | None:
 
 
 def _request_page(token, page, act, thanks):
-    """A small form of the partner's (extension, intent): act on POST, thank and go back."""
-    error = None
+    """A small form of the partner's (extension, intent): act on POST, thank and go back.
+    Problems with fields are shown beside each field and listed, linked, above the form."""
+    error, errors = None, {}
     with services_of(current_app).database.unit_of_work() as uow:
         submission = _load(uow, token, lead_only=True)
         if request.method == "POST":
             try:
                 act(uow, submission)
+            except RequestProblems as exc:
+                errors = exc.errors
             except InvalidInput as exc:
                 error = str(exc)
             else:
                 uow.commit()
                 flash(thanks, "success")
                 return redirect(url_for(".show", token=token), 303)
-        return render_template(page, token=token, error=error, form=request.form,
-                               **_summary(uow, submission)), 422 if error else 200
+        waiting = pending_extension(uow, submission.id)
+        return render_template(page, token=token, error=error, errors=errors,
+                               error_list=list(errors.items()), form=request.form,
+                               waiting=waiting, **_summary(uow, submission)), (
+            422 if error or errors else 200)
 
 
 @bp.route("/<token>/extension", methods=["GET", "POST"])
 def extension(token):
     def act(uow, submission):
-        proposed = _parse_date(request.form.get("proposed_due"))
-        if proposed is None:
-            raise InvalidInput(_("Bitte geben Sie ein gültiges Datum an."))
         request_extension(uow, submission.id, reason=request.form.get("reason", ""),
-                          proposed_due=proposed, now=utcnow(), actor="partner",
-                          language=language())
+                          proposed_due=_parse_date(request.form.get("proposed_due")),
+                          now=utcnow(), actor="partner", language=language())
 
     return _request_page(token, "extension.html", act, _(
         "Ihr Antrag ist eingegangen. Sie erhalten die Entscheidung per E-Mail."))

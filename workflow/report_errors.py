@@ -15,6 +15,14 @@ class IncompleteReport(InvalidInput):
         self.errors = errors
 
 
+class RequestProblems(InvalidInput):
+    """A partner's request with problems in named fields: all of them at once, by field."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
+
+
 # What the partner is told when a request is refused, in the page's language.
 PARTNER_MESSAGES = {
     "already_submitted": ("Dieser Bericht ist bereits eingereicht.",
@@ -23,6 +31,12 @@ PARTNER_MESSAGES = {
                         "{n} members have not yet marked their part as finished: {names}."),
     "no_extension_needed": ("Für einen eingereichten Bericht ist keine Verlängerung nötig.",
                             "A submitted report needs no extension."),
+    "date_needed": ("Bitte geben Sie ein gültiges Datum an, z. B. 31.03.2027.",
+                    "Please give a valid date, e.g. 31.03.2027."),
+    "request_pending": ("Ihr Antrag vom {asked} auf eine Frist bis {day} liegt der "
+                        "Koordinierungsstelle noch vor. Sie erhalten die Entscheidung per E-Mail.",
+                        "Your request of {asked} for a deadline of {day} is still with the "
+                        "coordination office. You will receive the decision by email."),
     "reason_needed": ("Bitte nennen Sie einen Grund (höchstens 2000 Zeichen).",
                       "Please give a reason (at most 2000 characters)."),
     "after_deadline": ("Das gewünschte Datum muss nach der jetzigen Frist ({due}) liegen.",

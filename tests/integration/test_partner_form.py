@@ -207,10 +207,27 @@ def test_extension_request_and_intent_reach_the_coordinators(partner):
     bad = p["client"].post(f"/r/{p['token']}/extension",
                            data={"csrf_token": csrf, "proposed_due": "2020-01-01", "reason": "x"})
     assert bad.status_code == 422 and "nach der jetzigen Frist" in bad.get_data(as_text=True)
+    # Both fields wrong: both said at once, each beside its field and linked from the summary.
+    empty = p["client"].post(f"/r/{p['token']}/extension",
+                             data={"csrf_token": csrf, "proposed_due": "", "reason": " "})
+    html = empty.get_data(as_text=True)
+    assert empty.status_code == 422 and "Bitte prüfen Sie 2 Angaben" in html
+    assert '<a href="#proposed_due">Bitte geben Sie ein gültiges Datum an' in html
+    assert '<a href="#reason">Bitte nennen Sie einen Grund' in html
+    assert 'aria-describedby="proposed_due-format proposed_due-error" aria-invalid="true"' in html
+    assert 'id="reason-error"' in html and 'aria-describedby="reason-error" aria-invalid="true"' in html
     ok = p["client"].post(f"/r/{p['token']}/extension",
                           data={"csrf_token": csrf, "proposed_due": "2027-06-30",
                                 "reason": "Personalwechsel im Integrationsteam"})
     assert ok.status_code == 303
+    # One request waits for a decision at a time: the page says so instead of a second form.
+    waiting = p["client"].get(f"/r/{p['token']}/extension").get_data(as_text=True)
+    assert "auf eine Frist bis 30.06.2027 liegt der Koordinierungsstelle vor" in waiting
+    assert 'name="proposed_due"' not in waiting
+    again = p["client"].post(f"/r/{p['token']}/extension",
+                             data={"csrf_token": csrf, "proposed_due": "2027-07-31",
+                                   "reason": "Noch ein Antrag"})
+    assert again.status_code == 422 and "noch vor" in again.get_data(as_text=True)
     intent = p["client"].post(f"/r/{p['token']}/intent",
                               data={"csrf_token": csrf, "intent": "will_submit_by",
                                     "until": "2027-05-10"})
