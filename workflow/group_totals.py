@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from workflow.report_form import Question, ReportTemplateDef, parse_number, text_in
+from workflow.report_form import (Question, ReportTemplateDef, parse_number, readable_number,
+                                  text_in)
 
 SUMMED_TYPES = ("count", "number")
 
@@ -25,11 +26,9 @@ class GroupTotal:
         return text_in(self.question.label, language)
 
     def value(self, language: str) -> str:
-        """The sum as a person reads it: 1234,5 in German, 1234.5 in English."""
-        text = format(self.total, "f")
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return text.replace(".", ",") if language == "de" else text
+        """The sum as a person reads it, like any answer: 1.234,50 in German, 1,234.50 in
+        English."""
+        return readable_number(self.total, self.question.allowed_decimals, language)
 
 
 def group_totals(template: ReportTemplateDef, parts: list[dict | None]) -> list[GroupTotal]:

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from babel import Locale
+from babel.dates import format_date as babel_date
+from babel.numbers import format_decimal
+
 from workflow.errors import InvalidInput
 from workflow.wording import worded
 
@@ -403,8 +407,9 @@ def check(template: ReportTemplateDef, answers: dict, *, complete: bool,
         values = numbers(template, answers)
         for rule in template.rules:
             left, right = values.get(rule.left), values.get(rule.right)
+            # A value already refused (e.g. below its minimum) is not compared again.
             if left is not None and right is not None and left > right \
-                    and rule.left not in errors:
+                    and rule.left not in errors and rule.right not in errors:
                 errors[rule.left] = text_in(rule.message, language)
     return errors
 
@@ -455,16 +460,28 @@ def display(question: Question, raw, language: str = "de", attachments: dict | N
             day = parse_date(raw)
         except ValueError:
             return raw
-        return day.strftime("%d.%m.%Y") if language == "de" else day.isoformat()
+        return day.strftime("%d.%m.%Y") if language == "de" else babel_date(day, "d MMMM y",
+                                                                            locale=LOCALES["en"])
     if question.type in NUMERIC:
         try:
             value = parse_number(raw)
         except ValueError:
             return raw
-        text = _plain(value)
-        text = text.replace(".", ",") if language == "de" else text
+        text = readable_number(value, question.allowed_decimals, language)
         return f"{text} %" if question.type == "percentage" else text
     return raw
+
+
+def readable_number(value: Decimal, decimals: int, language: str) -> str:
+    """12.500,50 in German, 12,500.50 in English: a whole number without decimals, any other
+    with the question's number of them (or as many as it has, should it have more)."""
+    places = 0 if value == value.to_integral() else max(decimals, -value.as_tuple().exponent)
+    pattern = "#,##0" + ("." + "0" * places if places else "")
+    return format_decimal(value, format=pattern, locale=LOCALES["en" if language == "en" else "de"],
+                          decimal_quantization=False)
+
+
+LOCALES = {language: Locale.parse(language) for language in ("de", "en")}  # parsed once
 
 
 def changes(template: ReportTemplateDef, answers: dict, previous: dict | None) -> list[Question]:

@@ -84,7 +84,7 @@ def test_a_draft_is_saved_resumed_and_submitted_with_a_receipt(partner):
     receipt = next(m["message"] for m in p["smtp"].messages
                    if m["message"]["X-Reportcycles-Rung"] == "receipt")
     text = receipt.get_body(("plain",)).get_content()
-    assert "Mehrsprachige Stellenanzeigen" in text and "1200" in text
+    assert "Mehrsprachige Stellenanzeigen" in text and "1.200" in text
     assert "/print" in text
     with p["services"].database.unit_of_work() as uow:  # the ladder stopped at once
         left = set(uow.session.scalars(select(Notification.status).where(

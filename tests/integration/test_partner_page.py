@@ -155,7 +155,7 @@ def test_the_partner_page_shows_contacts_answers_files_comments_and_requests(wor
 
     answers = section(html, "answers")  # this year beside last year's accepted report
     row = next(r for r in answers.split("<tr>") if "Beschäftigte insgesamt" in r)
-    assert re.search(r"<td>1200 <span class=\"badge\">geändert</span></td>\s*<td>1000</td>", row)
+    assert re.search(r"<td>1.200 <span class=\"badge\">geändert</span></td>\s*<td>1.000</td>", row)
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Mentoring" in answers
     assert EVIL not in html
 
@@ -274,7 +274,7 @@ def test_a_group_shows_its_members_parts_and_their_sums(world):
     staff = next(r for r in totals.split("<tr>") if "Beschäftigte insgesamt" in r)
     assert ">550<" in staff and "2 von 2 Mitgliedern" in staff
     budget = next(r for r in totals.split("<tr>") if "Eingesetzte Mittel" in r)
-    assert ">1000,5<" in budget and "1 von 2 Mitgliedern" in budget
+    assert ">1.000,50<" in budget and "1 von 2 Mitgliedern" in budget
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in members and EVIL not in html
 
     printed = w["app"].test_client().get(f"/r/{w['group_token']}/print")

@@ -326,6 +326,10 @@ def test_the_extension_and_intent_forms_answer_any_input_with_a_page_or_a_messag
     if response.status_code == 422:
         html = response.get_data(as_text=True)
         assert 'class="error-summary"' in html
+        if page == "extension" and "noch vor." in html:
+            # An earlier example's request waits for its decision: no form for a second one.
+            assert 'name="proposed_due"' not in html
+            return
         for name in SHOWN_AGAIN[page]:  # what was typed is still in the form
             assert str(escape(fields.get(name, ""))) in html, name
 

@@ -44,6 +44,8 @@ def test_a_group_without_any_figures_sums_to_zero_from_nobody():
 
 def test_sums_read_as_a_person_writes_them_in_each_language():
     total = by_id(group_totals(TEMPLATE, [{"budget": "1.234,5"}, {"budget": "0,25"}]))["budget"]
-    assert total.value("de") == "1234,75" and total.value("en") == "1234.75"
-    staff = by_id(group_totals(TEMPLATE, [{"staff": "100"}, {"staff": "20"}]))["staff"]
-    assert staff.value("de") == "120" and staff.label("en") == "Staff"
+    assert total.value("de") == "1.234,75" and total.value("en") == "1,234.75"
+    whole = by_id(group_totals(TEMPLATE, [{"budget": "12.499,5"}, {"budget": "1"}]))["budget"]
+    assert whole.value("de") == "12.500,50" and whole.value("en") == "12,500.50"
+    staff = by_id(group_totals(TEMPLATE, [{"staff": "1000"}, {"staff": "20"}]))["staff"]
+    assert staff.value("de") == "1.020" and staff.label("en") == "Staff"
