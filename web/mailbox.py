@@ -1,6 +1,7 @@
 """Embedded mode only: the local Maildir that stands in for an SMTP server."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 
@@ -9,6 +10,7 @@ from flask import Blueprint, abort, current_app, render_template
 from infra.mail import open_maildir
 from web import services_of
 from web.auth import login_required
+from workflow.policy import ReportingPolicy
 
 bp = Blueprint("mailbox", __name__, url_prefix="/mailbox")
 
@@ -29,10 +31,15 @@ def index():
     for key in box.keys():
         with box.get_file(key) as handle:
             message = _parse(handle)
+        sent = message["Date"].datetime if message["Date"] else None
         mails.append({"key": key, "subject": message["Subject"], "to": message["To"],
-                      "cc": message["Cc"], "date": message["Date"],
+                      "cc": message["Cc"], "sent": sent,
+                      "date": sent.astimezone(ReportingPolicy().zone) if sent else None,
                       "rung": message["X-Reportcycles-Rung"]})
-    mails.sort(key=lambda m: m["date"].datetime if m["date"] else 0, reverse=True)
+    # Newest first; mails of the same second in the order they were written (Maildir's keys
+    # begin with the time and a counter of the writing process).
+    mails.sort(key=lambda m: (m["sent"] or datetime.min.replace(tzinfo=UTC), m["key"]),
+               reverse=True)
     return render_template("mailbox.html", mails=mails)
 
 

@@ -127,7 +127,10 @@ def rung_label(rung: str, email: str | None = None) -> str:
               "receipt": _("Eingangsbestätigung"),
               "extension_request": _("Antrag auf Fristverlängerung an die Koordination"),
               "extension_decision": _("Entscheidung über eine Fristverlängerung"),
-              "intent_notice": _("Ankündigung an die Koordination")}
+              "intent_notice": _("Ankündigung an die Koordination"),
+              "returned": _("Rückgabe zur Überarbeitung"),
+              "link_resent": _("Neuer persönlicher Link"),
+              "digest": _("Tägliche Übersicht an die Koordination")}
     return labels.get(rung, rung)
 
 
@@ -149,8 +152,11 @@ def role_names() -> dict[str, str]:
             "head": _("Leitung")}
 
 
+bp.add_app_template_global(rung_label)  # the partner page, the mail copy and the mailbox too
+
+
 @bp.context_processor
 def helpers():
     return {"table_url": table_url, "partner_url": partner_url, "state_names": state_names(),
-            "role_names": role_names(), "rung_label": rung_label, "when": when,
-            "percent": percent, "timedelta": timedelta}
+            "role_names": role_names(), "when": when, "percent": percent,
+            "timedelta": timedelta}

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from email.message import EmailMessage
+
+from infra.mail import open_maildir
 from infra.settings import Settings
 from reportcycles.bootstrap import build
 from tests.integration.conftest import make_settings, partner_csv
@@ -46,6 +49,18 @@ def test_the_embedded_demo_shows_its_maildir(monkeypatch, tmp_path, database_url
         make_account(services, "koordination@example.org")
         sign_in(client, "koordination@example.org")
         assert client.get("/mailbox/").status_code == 200
+        box = open_maildir(settings.maildir)
+        for n, rung in enumerate(("invitation", "reminder-28", "link_resent")):
+            mail = EmailMessage()
+            mail["To"], mail["Subject"] = "p@example.org", f"Mail {n}"
+            mail["Date"] = "Thu, 26 Nov 2026 11:52:28 +0000"  # all three in the same second
+            mail["X-Reportcycles-Rung"] = rung
+            box.add(mail)
+        html = client.get("/mailbox/").get_data(as_text=True)
+        assert html.count("<td>26.11.2026, 12:52 Uhr</td>") == 3  # Berlin time, in German
+        assert "Einladung" in html and "Neuer persönlicher Link" in html
+        assert "Erinnerung 28 Arbeitstage vor der Frist" in html and "reminder-28" not in html
+        assert html.index("Mail 2") < html.index("Mail 1") < html.index("Mail 0")
     finally:
         services.database.dispose()
 
