@@ -19,7 +19,7 @@ from web.auth import login_required
 from workflow.cycle_setup import (MAX_LADDER_DAYS, OVERDUE_MAILS, FormProblems,
                                   PERSONAL_LINK_PLACEHOLDER, as_test_mail, change_ladder,
                                   change_planned_cycle, cycle_ladder, get_cycle, ladder_of,
-                                  load_template_version, parse_ladder, plan_cycle,
+                                  ladder_step_rows, load_template_version, parse_ladder, plan_cycle,
                                   preview_cycle_mails, preview_partners, setup_cycles,
                                   template_versions)
 from workflow.cycles import get_programme, policy_of
@@ -394,9 +394,9 @@ def ladder():
         if programme is None:
             abort(404)
         form = request.form
-        steps = _step_rows(form)
+        steps = ladder_step_rows(form)
         try:
-            changed = change_ladder(uow, programme, parse_ladder(form, steps), now=utcnow(),
+            changed = change_ladder(uow, programme, parse_ladder(form, _language()), now=utcnow(),
                                     actor=_actor(), language=_language())
         except FormProblems as refused:
             return _ladder_page(programme, form, errors=_errors(refused.fields), steps=steps,
@@ -409,12 +409,6 @@ def ladder():
             "öffnet; geöffnete Zyklen behalten ihre geplanten E-Mails.") if changed else
           _("Nichts geändert."), "success")
     return redirect(url_for(".ladder"), 303)
-
-
-def _step_rows(form) -> int:
-    raw = form.get("steps", "")
-    count = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 3 else 0
-    return min(count, 40)
 
 
 # Partners ---------------------------------------------------------------------------------------

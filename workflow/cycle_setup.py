@@ -3,6 +3,7 @@ a preview of every mail a planned cycle will send (nothing is written), report f
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
@@ -15,15 +16,14 @@ from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Contact, Cycle, CycleState, Event, MemberPart, Notification, Partner,
                              Programme, ReportTemplate, Submission)
-from workflow.policy import (END_OF_DAY, Audience, PlannedRung, ReportingPolicy,
-                             plan_cycle_rungs, plan_submission_rungs)
+from workflow.policy import (END_OF_DAY, MAX_LADDER_DAYS, Audience, PlannedRung, ReportingPolicy,
+                             plan_cycle_rungs, plan_submission_rungs, policy_message)
 from workflow.redaction import blank_personal_links
 from workflow.report_templates import load_template
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
 
 FIRST_YEAR, LAST_YEAR = 2000, 2100  # the reporting years this service plans for
-MAX_LADDER_DAYS = 250  # working days: about a year
 PERSONAL_LINK_PLACEHOLDER = "/r/…"  # what a preview shows where each mail carries its own link
 MAX_ID = 2**31 - 1  # the database's integer ids: a larger one is no row (and no query)
 
@@ -195,14 +195,30 @@ def ladder_of(policy: ReportingPolicy) -> dict:
     return {key: stored[key] for key in LADDER_KEYS}
 
 
-def parse_ladder(form: dict[str, str], steps: int) -> dict:
+def ladder_step_rows(form) -> int:
+    """How many overdue-step rows the form carries: read from the rows' own fields, so that a
+    missing or altered count can never drop steps that were sent."""
+    indexes = [int(m.group(1)) for key in form
+               if (m := STEP_FIELD.fullmatch(key)) and len(m.group(1)) < 3]
+    return min(max(indexes, default=-1) + 1, MAX_STEP_ROWS)
+
+
+STEP_FIELD = re.compile(r"step-(0|[1-9][0-9]*)-days")
+MAX_STEP_ROWS = 40
+
+
+def parse_ladder(form: dict[str, str], language: str = "de") -> dict:
     """The ladder from the set-up form's fields; FormProblems names each field that is wrong.
 
     ``form``: reminders_before ("28, 14, 7, 2"), deadline_notice ("1" when on), window_start and
     window_end ("08:00"; the end may be "24:00"), window_working_days_only ("1" when on), and
-    per overdue step i < ``steps``: step-i-days (empty: no step), step-i-email, step-i-audience,
-    step-i-flags ("1" when on).
+    per overdue step row i: step-i-days (empty: no step), step-i-email, step-i-audience,
+    step-i-flags ("1" when on). The form always has a row (an empty one for a new step): a
+    request without any is refused, not read as "no steps".
     """
+    steps = ladder_step_rows(form)
+    if steps == 0 or "reminders_before" not in form:
+        raise InvalidInput(policy_message("form_incomplete", language))
     problems: dict[str, tuple[str, dict]] = {}
     reminders = []
     for part in form.get("reminders_before", "").replace(";", ",").split(","):

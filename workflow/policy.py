@@ -47,19 +47,44 @@ POLICY_MESSAGES = {
                     "en": "{key} needs a time like \"08:00\""},
     "digest_needs_clock": {"de": "digest_at braucht eine Uhrzeit wie \"07:00\" oder \"off\"",
                            "en": "digest_at needs a time like \"07:00\" or \"off\""},
-    "retention_range": {"de": "retention_cycles muss zwischen 1 und 100 liegen.",
-                        "en": "retention_cycles must be between 1 and 100."},
-    "negative_gap": {"de": "min_gap_working_days darf nicht negativ sein.",
-                     "en": "min_gap_working_days must not be negative."},
     "window_order": {"de": "das Versandfenster endet vor seinem Beginn.",
                      "en": "the sending window ends before it begins."},
     "unknown_mail": {"de": "Unbekannte Mail in der Berichtsregel: {unknown} (bekannt: {known}).",
                      "en": "Unknown email in the reporting rule: {unknown} (known: {known})."},
+    "needs_yes_no": {"de": "{key} muss true oder false sein.",
+                     "en": "{key} must be true or false."},
+    "whole_number": {"de": "{key} muss eine ganze Zahl zwischen {low} und {high} sein.",
+                     "en": "{key} must be a whole number between {low} and {high}."},
+    "days_twice": {"de": "{key}: jede Zahl von Tagen nur einmal.",
+                   "en": "{key}: each number of days only once."},
+    "every_year": {"de": "{key} muss ein Tag sein, den es in jedem Jahr gibt (MM-TT).",
+                   "en": "{key} must be a day that every year has (MM-DD)."},
+    "form_incomplete": {"de": "Das Formular ist unvollständig angekommen; nichts wurde geändert. "
+                              "Bitte laden Sie die Seite neu.",
+                        "en": "The form arrived incomplete; nothing was changed. Please reload "
+                              "the page."},
+    "unknown_holidays": {"de": "Keine Feiertage bekannt für {region}.",
+                         "en": "No public holidays known for {region}."},
 }
+
+MAX_LADDER_DAYS = 250  # working days: about a year
+# Whole-number settings and the range each may take.
+NUMBER_RANGES = {"link_grace_days": (0, 3650), "min_gap_working_days": (0, MAX_LADDER_DAYS),
+                 "retention_cycles": (1, 100)}
+YES_NO_SETTINGS = ("window_working_days_only", "deadline_notice", "roll_deadline_to_working_day",
+                   "auto_open")
 
 
 def policy_message(key: str, language: str = "de", /, **values) -> str:
     return worded(POLICY_MESSAGES, key, language, **values)
+
+
+def ladder_days(value, key: str, say) -> int:
+    """A number of (working) days on the ladder: a whole number from 1 to MAX_LADDER_DAYS."""
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 1 <= value <= MAX_LADDER_DAYS:
+        raise ValueError(say("whole_number", key=key, low=1, high=MAX_LADDER_DAYS))
+    return value
 
 
 @dataclass(frozen=True)
@@ -144,23 +169,42 @@ class ReportingPolicy:
                 if isinstance(data["digest_at"], str):
                     data["digest_at"] = time.fromisoformat(data["digest_at"])
             if "reminders_before" in data:
-                data["reminders_before"] = tuple(sorted({int(n) for n in data["reminders_before"]},
-                                                        reverse=True))
+                days = [ladder_days(n, "reminders_before", say) for n in data["reminders_before"]]
+                if len(set(days)) != len(days):
+                    raise ValueError(say("days_twice", key="reminders_before"))
+                data["reminders_before"] = tuple(sorted(days, reverse=True))
             if "overdue_steps" in data:
                 data["overdue_steps"] = tuple(
-                    OverdueStep(int(s["after_working_days"]), str(s["email"]), Audience(s["audience"]),
+                    OverdueStep(ladder_days(s["after_working_days"], "after_working_days", say),
+                                str(s["email"]), Audience(s["audience"]),
                                 bool(s.get("flags_non_reporting", False)))
                     for s in data["overdue_steps"])
+                after = [step.after_working_days for step in data["overdue_steps"]]
+                if len(set(after)) != len(after):
+                    raise ValueError(say("days_twice", key="after_working_days"))
             policy = cls(**data)
             ZoneInfo(policy.timezone)
-            month_day(policy.cycle_opens, 2000)
-            month_day(policy.cycle_due, 2000)
+            for key in ("cycle_opens", "cycle_due"):
+                try:
+                    month_day(getattr(policy, key), 2001)  # not a leap year: no 02-29
+                except (ValueError, AttributeError):
+                    raise ValueError(say("every_year", key=key)) from None
+            for key in YES_NO_SETTINGS:
+                if not isinstance(getattr(policy, key), bool):
+                    raise ValueError(say("needs_yes_no", key=key))
+            for key, (low, high) in NUMBER_RANGES.items():
+                value = getattr(policy, key)
+                if isinstance(value, bool) or not isinstance(value, int) \
+                        or not low <= value <= high:
+                    raise ValueError(say("whole_number", key=key, low=low, high=high))
+            try:
+                policy.calendar.is_working_day(date(2001, 1, 2))
+            except (NotImplementedError, KeyError, LookupError):
+                region = "-".join(filter(None, (str(policy.holiday_country),
+                                                str(policy.holiday_subdivision or ""))))
+                raise ValueError(say("unknown_holidays", region=region)) from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise invalid(exc) from None
-        if not 1 <= policy.retention_cycles <= 100:
-            raise invalid(say("retention_range"))
-        if policy.min_gap_working_days < 0:
-            raise invalid(say("negative_gap"))
         if policy.window_end <= policy.window_start:
             raise invalid(say("window_order"))
         return policy

@@ -150,6 +150,10 @@ def test_policy_is_edited_in_a_file_and_applies_to_cycles_opened_afterwards(cli,
     assert "Unbekannte Mail in der Berichtsregel: eskalation_leitung" in refused.stderr
     bad = cli("policy", "set", write(tmp_path, 'window_start = "11:00"\n', "bad.toml"), expect=2)
     assert "Versandfenster" in bad.stderr
+    # What would fail only later, when a cycle opens or a mail is composed, is refused now.
+    nowhere = shown.replace('holiday_country = "DE"', 'holiday_country = "XX"')
+    assert "Keine Feiertage bekannt für XX-NW" in cli(
+        "policy", "set", write(tmp_path, nowhere, "nowhere.toml"), expect=2).stderr
     assert "kein gültiges TOML" in cli("policy", "set", write(tmp_path, "x = [", "broken.toml"),
                                         expect=2).stderr
 

@@ -25,6 +25,7 @@ from workflow.events import EventKind
 from workflow.models import (Base, Cycle, CycleState, Event, Notification, Partner, Submission,
                              utcnow)
 from workflow.partners import import_partners
+from workflow.policy import ReportingPolicy
 from workflow.redaction import blank_personal_links
 from workflow.sweep import sweep
 
@@ -290,9 +291,23 @@ def test_the_ladder_form_refuses_bad_input_and_says_what_it_governs(coordinator,
         response = post(coordinator, "/setup/ladder", {**base, **change})
         assert response.status_code == 422, change
         assert message in response.get_data(as_text=True), change
+    # A request without the step rows is not read as "no steps": the ladder stays.
+    rows = [k for k in base if k.startswith("step-")]
+    truncated = post(coordinator, "/setup/ladder", {k: v for k, v in base.items() if k not in rows})
+    assert truncated.status_code == 422
+    assert "unvollständig angekommen" in truncated.get_data(as_text=True)
     with services.database.unit_of_work() as uow:
         assert not uow.session.scalar(select(func.count()).select_from(Event).where(
             Event.kind == EventKind.POLICY_CHANGED))
+        assert len(ReportingPolicy.from_dict(get_programme(uow).policy).overdue_steps) == 4
+    # The rows count, whatever the form says their number is.
+    for steps in ("0", "abc", "100", None):
+        form = {**base, "steps": steps} if steps else {k: v for k, v in base.items()
+                                                       if k != "steps"}
+        assert post(coordinator, "/setup/ladder", form).status_code == 303, steps
+        with services.database.unit_of_work() as uow:
+            [step] = ReportingPolicy.from_dict(get_programme(uow).policy).overdue_steps
+            assert step.after_working_days == 3, steps
 
 
 def test_the_ladder_is_refused_in_the_page_language(coordinator, services):
@@ -305,10 +320,10 @@ def test_the_ladder_is_refused_in_the_page_language(coordinator, services):
     ladder = {"steps": "1", "reminders_before": "28, 14", "window_start": "08:00",
               "window_end": "10:00", "step-0-days": "3", "step-0-email": "overdue_reminder",
               "step-0-audience": "contact"}
-    wording = {"de": ("Ungültige Berichtsregel: retention_cycles muss zwischen 1 und 100 liegen.",
-                      "Das Versandfenster muss nach seinem Beginn enden."),
-               "en": ("Invalid reporting rule: retention_cycles must be between 1 and 100.",
-                      "The sending window must end after it begins.")}
+    wording = {"de": ("Ungültige Berichtsregel: retention_cycles muss eine ganze Zahl zwischen 1 "
+                      "und 100 sein.", "Das Versandfenster muss nach seinem Beginn enden."),
+               "en": ("Invalid reporting rule: retention_cycles must be a whole number between 1 "
+                      "and 100.", "The sending window must end after it begins.")}
     for language, other in (("en", "de"), ("de", "en")):
         coordinator.post("/language", data={"lang": language, "csrf_token": csrf_token(
             coordinator.get("/setup/cycles").get_data(as_text=True))})

@@ -107,3 +107,39 @@ def test_an_all_day_window_includes_the_last_minute_before_midnight():
     stored = policy.to_dict()
     assert stored["window_end"] == "24:00"
     assert ReportingPolicy.from_dict(stored) == policy
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"holiday_country": "XX"}, "Keine Feiertage bekannt für XX-NW"),
+    ({"holiday_subdivision": "ZZ"}, "Keine Feiertage bekannt für DE-ZZ"),
+    ({"link_grace_days": 999999999}, "link_grace_days muss eine ganze Zahl zwischen 0 und 3650"),
+    ({"link_grace_days": -5}, "link_grace_days muss eine ganze Zahl"),
+    ({"min_gap_working_days": 100000}, "min_gap_working_days muss eine ganze Zahl"),
+    ({"retention_cycles": 0}, "retention_cycles muss eine ganze Zahl zwischen 1 und 100"),
+    ({"cycle_due": "02-29"}, "cycle_due muss ein Tag sein, den es in jedem Jahr gibt"),
+    ({"cycle_opens": "13-01"}, "cycle_opens muss ein Tag sein"),
+    ({"reminders_before": [9223372036854775807]}, "reminders_before muss eine ganze Zahl"),
+    ({"reminders_before": [1e308]}, "reminders_before muss eine ganze Zahl"),
+    ({"reminders_before": [-1, 0]}, "reminders_before muss eine ganze Zahl zwischen 1 und 250"),
+    ({"reminders_before": [7, 7]}, "reminders_before: jede Zahl von Tagen nur einmal"),
+    ({"overdue_steps": [{"after_working_days": 99999999, "email": "overdue_reminder",
+                         "audience": "contact"}]}, "after_working_days muss eine ganze Zahl"),
+    ({"overdue_steps": [{"after_working_days": -3, "email": "overdue_reminder",
+                         "audience": "contact"}]}, "after_working_days muss eine ganze Zahl"),
+    ({"overdue_steps": [{"after_working_days": 3, "email": "overdue_reminder",
+                         "audience": "contact"}] * 2}, "after_working_days: jede Zahl"),
+    ({"auto_open": "yes"}, "auto_open muss true oder false sein"),
+    ({"deadline_notice": 1}, "deadline_notice muss true oder false sein"),
+])
+def test_a_policy_that_would_fail_later_is_refused_when_it_is_set(change, said):
+    # The TOML file of `policy set` and the ladder page go through this one check: a policy
+    # accepted here must open cycles, plan and compose every mail.
+    with pytest.raises(InvalidInput) as refused:
+        ReportingPolicy.from_dict({**ReportingPolicy().to_dict(), **change})
+    assert said in str(refused.value)
+
+
+def test_the_refusal_of_a_policy_is_worded_in_the_pages_language():
+    with pytest.raises(InvalidInput) as refused:
+        ReportingPolicy.from_dict({"auto_open": "yes"}, language="en")
+    assert "auto_open must be true or false" in str(refused.value)
