@@ -5,6 +5,7 @@ files), so a draft never loses input; validation turns them into values when it 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -275,6 +276,10 @@ class ReportTemplateDef:
             problems.append(say("no_questions"))
         if problems:
             raise InvalidInput(say("faulty"), problems)
+        for key, default in (("year", 0), ("version", 1)):
+            value = data.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidInput(say("faulty"), [say("wrongly_typed", keys=key)])
         return cls(str(data.get("programme", "")), int(data.get("year", 0)),
                    int(data.get("version", 1)), data.get("title", {}), tuple(sections),
                    tuple(rules), data.get("intro"), by_id)
@@ -285,14 +290,26 @@ _COUNTS = ("decimals", "max_length", "max_bytes")
 _FLAGS = ("required", "compare_last_year")
 
 
+LARGEST_BOUND = 10**15  # a bound beyond this is no bound a report needs (and not a float)
+MOST_DECIMALS = 6
+
+
 def _wrongly_typed(raw: dict) -> list[str]:
-    """The question's options whose values are of the wrong kind (a text where a number goes)."""
+    """The question's options whose values are of the wrong kind (a text where a number goes,
+    a number that is none: NaN, infinity, or beyond any figure a report holds)."""
     def number(value):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (isinstance(value, int) or math.isfinite(value)) and abs(value) <= LARGEST_BOUND
 
     wrong = [k for k in _NUMBERS if raw.get(k) is not None and not number(raw[k])]
     wrong += [k for k in _COUNTS if raw.get(k) is not None
               and not (isinstance(raw[k], int) and not isinstance(raw[k], bool) and raw[k] >= 0)]
+    if isinstance(raw.get("decimals"), int) and raw["decimals"] > MOST_DECIMALS:
+        wrong.append("decimals")
+    if "decimals" not in wrong and all(number(raw.get(k)) for k in ("min", "max")) \
+            and raw["min"] > raw["max"]:
+        wrong += ["min", "max"]
     wrong += [k for k in _FLAGS if k in raw and not isinstance(raw[k], bool)]
     wrong += [k for k in ("label", "help") if raw.get(k) is not None and not (
         isinstance(raw[k], dict) and all(isinstance(v, str) for v in raw[k].values()))]

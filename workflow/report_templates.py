@@ -50,6 +50,8 @@ def load_template_file(uow: UnitOfWork, programme: Programme, path: Path) -> Rep
         raise InvalidInput(f"Datei nicht gefunden: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path} ist kein gültiges JSON in UTF-8: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{path} ist zu tief verschachtelt für eine Berichtsvorlage.") from None
     except OSError as exc:
         raise InvalidInput(f"{path} lässt sich nicht lesen: {exc.strerror or exc}") from None
     return load_template(uow, programme, data)
