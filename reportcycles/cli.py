@@ -61,8 +61,9 @@ def _parse_instant(value: str, zone: ZoneInfo) -> datetime:
     """ISO-8601; a bare date means 09:00 local time, a time without offset means local time."""
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(9, 0), tzinfo=zone)
-        instant = datetime.fromisoformat(value)
+            instant = datetime.combine(date.fromisoformat(value), time(9, 0), tzinfo=zone)
+        else:
+            instant = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(f"'{value}' ist kein Zeitpunkt nach ISO 8601 "
                            "(z. B. 2027-03-01T09:00 oder 2027-03-01T08:30+01:00).") from None
@@ -363,7 +364,7 @@ def cmd_sweep(args, settings):
     from workflow.sweep import sweep
     services = _services(settings)
     zone = ZoneInfo(settings.timezone)
-    now = _parse_instant(args.at, zone) if args.at else utcnow()
+    now = _parse_instant(args.at, zone) if args.at is not None else utcnow()
     with services.database.unit_of_work() as uow:
         result = sweep(uow, now, dry_run=args.dry_run)
         if not args.dry_run:

@@ -157,6 +157,15 @@ def test_arguments_found_by_the_property_end_in_a_clear_refusal(sources, smtp_se
     refused_in_a_clear_way(sources, smtp_session, argv, "seeded", with_smtp=False)
 
 
+@pytest.mark.parametrize("at", ["9999-12-31", "0001-01-01", "", " "])
+def test_a_sweep_at_an_instant_outside_the_service_years_or_at_none_is_refused(
+        sources, smtp_session, at):
+    # A bare date was not checked (a sweep "in 9999" escalated every partner), "" meant "now".
+    code = refused_in_a_clear_way(sources, smtp_session, ["sweep", "--at", at], "seeded",
+                                  with_smtp=False)
+    assert code == 2
+
+
 def refused_in_a_clear_way(sources, smtp_session, argv, state, with_smtp):
     with instance(state, sources, smtp_session[0].port if with_smtp else None) as (folder,
                                                                                    database):
