@@ -335,22 +335,29 @@ def read_form(template: ReportTemplateDef, form, previous: dict | None = None) -
         if question.type == "multiple_choice":
             answers[question.id] = [v[:200] for v in form.getlist(question.id)][:50]
             continue
-        answers[question.id] = (form.get(question.id) or "").replace("\r\n", "\n")[:FIELD_LIMIT + 1]
+        typed = CONTROL_CHARACTERS.sub("", (form.get(question.id) or "").replace("\r\n", "\n"))
+        answers[question.id] = typed[:FIELD_LIMIT + 1]
         if question.type not in ("long_text",):
             answers[question.id] = answers[question.id].strip()
     return answers
 
 
+# What no keyboard types into a form field (NUL and the other C0 controls but tab and newline).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+ANSWER_YEARS = (1900, 2100)  # a date in a report lies in a year a person means
+
+
 def parse_number(raw: str) -> Decimal | None:
-    """German or English notation: "12,5", "12.5", "1.234" (thousands), "1 234"."""
+    """German or English notation: "12,5", "12.5", "1.234" (thousands), "1 234". Digits are
+    0-9 only: other scripts' digits would be stored as numbers nobody typed."""
     text = raw.strip().replace("\u202f", "").replace(" ", "")
     if not text:
         return None
     if "," in text:
         text = text.replace(".", "").replace(",", ".")
-    elif re.fullmatch(r"-?\d{1,3}(\.\d{3})+", text):
+    elif re.fullmatch(r"-?[0-9]{1,3}(\.[0-9]{3})+", text):
         text = text.replace(".", "")
-    if not re.fullmatch(r"-?\d+(\.\d+)?", text):
+    if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
         raise ValueError(raw)
     try:
         return Decimal(text)
@@ -359,14 +366,21 @@ def parse_number(raw: str) -> Decimal | None:
 
 
 def parse_date(raw: str) -> date | None:
+    """31.03.2027 or 2027-03-31, in a year from 1900 to 2100; ValueError otherwise."""
     text = raw.strip()
     if not text:
         return None
-    match = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text)
+    match = re.fullmatch(r"([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})", text)
     if match:
         day, month, year = map(int, match.groups())
-        return date(year, month, day)
-    return date.fromisoformat(text)
+        value = date(year, month, day)
+    elif re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        value = date.fromisoformat(text)
+    else:
+        raise ValueError(raw)
+    if not ANSWER_YEARS[0] <= value.year <= ANSWER_YEARS[1]:
+        raise ValueError(raw)
+    return value
 
 
 def _check_one(question: Question, raw, language: str) -> str | None:

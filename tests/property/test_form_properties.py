@@ -140,8 +140,9 @@ def accepted(question: dict, upload: tuple[bytes, str, str]) -> bool:
 
 def expected_answers(posted: dict, files: dict, previous: dict | None,
                      new_ids: dict) -> dict:
-    """What the draft must hold afterwards: every field as typed (only line ends unified, short
-    fields trimmed, everything cut at the field limit), files as their stored ids."""
+    """What the draft must hold afterwards: every field as typed (only line ends unified, control
+    bytes other than tab and newline dropped, short fields trimmed, everything cut at the field
+    limit), files as their stored ids."""
     expected = {}
     for q in QUESTIONS:
         value = posted.get(q["id"])
@@ -154,7 +155,8 @@ def expected_answers(posted: dict, files: dict, previous: dict | None,
         elif q["type"] == "multiple_choice":
             expected[q["id"]] = [v[:200] for v in value or []][:50]
         else:
-            text = (value or "").replace("\r\n", "\n")[:FIELD_LIMIT + 1]
+            text = "".join(c for c in (value or "").replace("\r\n", "\n")
+                           if c in "\t\n\r" or not (c < " " or c == "\x7f"))[:FIELD_LIMIT + 1]
             expected[q["id"]] = text if q["type"] == "long_text" else text.strip()
     return expected
 

@@ -35,3 +35,26 @@ def test_a_rule_between_two_figures_is_not_checked_against_a_figure_already_refu
     assert "trainees_total" not in errors
     errors = check(template, {"staff_total": "1", "trainees_total": "2"}, complete=True)
     assert "nicht größer sein als die Zahl aller Beschäftigten" in errors["trainees_total"]
+
+
+def test_figures_in_other_scripts_dates_beyond_any_meant_year_and_control_bytes_are_not_kept():
+    import json
+    from pathlib import Path
+
+    from werkzeug.datastructures import MultiDict
+
+    from workflow.report_form import ReportTemplateDef, check, read_form
+    path = Path(__file__).parents[2] / "reportcycles/data/report_templates/nrw-vielfalt-2027.json"
+    template = ReportTemplateDef.from_dict(json.loads(path.read_text()))
+    errors = check(template, {"staff_total": "١٢", "selection_decision_date": "0001-01-01"},
+                   complete=False)
+    assert errors["staff_total"].startswith("Bitte geben Sie eine ganze Zahl")
+    assert errors["selection_decision_date"].startswith("Bitte geben Sie ein Datum ein")
+    for typed in ("9999-12-31", "2027-W01-1", "20270101", "31.12.1899"):
+        assert "selection_decision_date" in check(
+            template, {"selection_decision_date": typed}, complete=False), typed
+    assert check(template, {"selection_decision_date": "31.03.2027"}, complete=False) == {}
+    answers = read_form(template, MultiDict({"reporting_person": "Ana\x00 Lima\x1b[31m",
+                                             "plans_next_year": "Zeile 1\r\nZeile 2\tTab"}))
+    assert answers["reporting_person"] == "Ana Lima[31m"
+    assert answers["plans_next_year"] == "Zeile 1\nZeile 2\tTab"
