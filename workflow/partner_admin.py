@@ -13,8 +13,9 @@ from workflow.cycle_setup import MAX_ID, FormProblems
 from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Contact, Cycle, Event, Partner, PartnerKind, Programme, Submission)
-from workflow.partners import (MAX_EMPLOYEES, MAX_NAME, NUL, GroupEntry, ImportResult,
-                               group_problems, import_partners, parse_partner_csv)
+from workflow.partners import (JOINED_YEARS, MAX_EMPLOYEES, MAX_NAME, NUL, GroupEntry,
+                               ImportResult, group_problems, import_partners, parse_headcount,
+                               parse_partner_csv)
 from workflow.report_form import parse_date
 from workflow.uow import UnitOfWork
 
@@ -180,12 +181,10 @@ def parse_partner_form(form: dict[str, str]) -> PartnerValues:
         kind = None
         problems["kind"] = ("choose", {})
     employees = None
-    raw = form.get("employees", "").strip().replace(".", "").replace(" ", "")
-    if raw:
-        if raw.isascii() and raw.isdigit() and int(raw) <= MAX_EMPLOYEES:
-            employees = int(raw)
-        else:
-            problems["employees"] = ("count", {"most": MAX_EMPLOYEES})
+    try:
+        employees = parse_headcount(form.get("employees", ""))
+    except ValueError:
+        problems["employees"] = ("count", {"most": MAX_EMPLOYEES})
     joined_on = None
     if form.get("joined_on", "").strip():
         try:
@@ -193,7 +192,7 @@ def parse_partner_form(form: dict[str, str]) -> PartnerValues:
         except ValueError:
             problems["joined_on"] = ("date", {})
         else:
-            if not 1900 <= joined_on.year <= 2100:
+            if not JOINED_YEARS[0] <= joined_on.year <= JOINED_YEARS[1]:
                 problems["joined_on"] = ("date", {})
     group_id = None
     raw = form.get("group_id", "").strip()

@@ -27,6 +27,23 @@ KINDS = {**{k.value: k for k in PartnerKind},
          **{label.casefold(): kind for kind, label in PARTNER_KIND_LABELS.items()}}
 MAX_NAME = 300
 MAX_EMPLOYEES = 10_000_000
+# A headcount as people write it: 1234, 1.234 or 1 234 (thousands grouped by three), no more.
+HEADCOUNT = re.compile(r"[0-9]{1,3}(?:([. ])[0-9]{3}(?:\1[0-9]{3})*)?|[0-9]+")
+JOINED_YEARS = (1900, 2100)
+
+
+def parse_headcount(text: str) -> int | None:
+    """The number of employees typed in a form or a CSV cell; None when empty. ValueError for
+    anything else than a whole number up to MAX_EMPLOYEES ("1.5" is not 15)."""
+    text = text.strip()
+    if not text:
+        return None
+    if not HEADCOUNT.fullmatch(text):
+        raise ValueError(text)
+    value = int(text.replace(".", "").replace(" ", ""))
+    if value > MAX_EMPLOYEES:
+        raise ValueError(text)
+    return value
 FIELD_LIMITS = {"contact_name": 300, "head_name": 300, "contact_email": 320, "deputy_email": 320,
                 "head_email": 320, "group": MAX_NAME}  # the columns' sizes
 NUL = "\x00"  # no database stores it in text
@@ -271,16 +288,15 @@ def parse_partner_csv(text: str, *, language: str = "de") -> list[PartnerRow]:
         if values.get("joined_on"):
             try:
                 joined_on = date.fromisoformat(values["joined_on"])
+                if not JOINED_YEARS[0] <= joined_on.year <= JOINED_YEARS[1]:
+                    raise ValueError
             except ValueError:
                 errors.append(say("bad_joined_on", value=values["joined_on"]))
         employees = None
-        if values.get("employees"):
-            try:
-                employees = int(values["employees"].replace(".", "").replace("_", ""))
-                if not 0 <= employees <= MAX_EMPLOYEES:
-                    raise ValueError
-            except ValueError:
-                errors.append(say("bad_employees", value=values["employees"]))
+        try:
+            employees = parse_headcount(values.get("employees", ""))
+        except ValueError:
+            errors.append(say("bad_employees", value=values["employees"]))
         if errors:
             problems.append(_at_line(line, "; ".join(errors), language))
             continue

@@ -152,7 +152,8 @@ class PartnerSpec:
 def _employees_text(n: int | None) -> st.SearchStrategy[str]:
     if n is None:
         return st.just("")
-    return st.sampled_from([str(n), f"{n:,}".replace(",", "."), f"{n:_}", f" {n} "])
+    return st.sampled_from([str(n), f"{n:,}".replace(",", "."), f"{n:,}".replace(",", " "),
+                            f" {n} "])
 
 
 @st.composite

@@ -156,3 +156,25 @@ def test_one_reporting_address_for_several_partners_is_a_warning_with_lines():
         "Zeile 3: die E-Mail-Adresse b@example.org ist Berichtskontakt mehrerer Partner "
         "('Verein D' (bereits gespeichert), 'Verein B'); sie erhält die Mails aller dieser "
         "Partner."]
+
+
+@pytest.mark.parametrize("typed, kept", [("1234", 1234), ("1.234", 1234), ("1 234", 1234),
+                                         ("", None)])
+def test_a_headcount_is_read_with_or_without_thousands_separators(typed, kept):
+    [row] = parse_partner_csv(csv_text(
+        f"Stadt A,Kommune,Kontakt,a@example.org,,Leitung,,de,2020-01-01,{typed},"))
+    assert row.employees == kept
+
+
+@pytest.mark.parametrize("typed", ["1.5", "1.2.3", "1.23", "١٢", "-3", "10000001"])
+def test_a_headcount_that_is_no_whole_number_of_people_is_refused(typed):
+    [problem] = refusal(csv_text(
+        f"Stadt A,Kommune,Kontakt,a@example.org,,Leitung,,de,2020-01-01,{typed},"))
+    assert f"employees: '{typed}' ist keine Anzahl" in problem
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_a_joining_date_beyond_any_meant_year_is_refused(day):
+    [problem] = refusal(csv_text(
+        f"Stadt A,Kommune,Kontakt,a@example.org,,Leitung,,de,{day},,"))
+    assert day in problem
