@@ -7,6 +7,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_COORDINATORS = ("koordination@example.org",)
 TRUE = ("1", "true", "yes", "on")
@@ -195,18 +199,19 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        instance = Path(_env("INSTANCE_PATH", str(Path.cwd() / "instance"))).resolve()
-        broker = _env("CELERY_BROKER_URL", "memory://")
+        instance = _instance_dir(_env("INSTANCE_PATH", str(Path.cwd() / "instance")))
+        broker = _broker_url(_env("CELERY_BROKER_URL", "memory://"))
         embedded = broker.startswith("memory://")
         coordinators = tuple(e.strip() for e in os.environ.get("COORDINATOR_EMAILS", "").split(",")
                              if e.strip())
         return cls(
             instance_dir=instance,
-            database_url=_env("DATABASE_URL", f"sqlite:///{instance / 'reportcycles.sqlite'}"),
+            database_url=_database_url(_env("DATABASE_URL",
+                                            f"sqlite:///{instance / 'reportcycles.sqlite'}")),
             broker_url=broker,
             smtp=_smtp_from_env(instance, embedded),
             base_url=_env("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
-            timezone=_env("TIMEZONE", "Europe/Berlin"),
+            timezone=_time_zone(_env("TIMEZONE", "Europe/Berlin")),
             secret_key=_env("SECRET_KEY", "") or instance_secret(instance),
             mail_from=_env("MAIL_FROM", "Erfolgsfaktor Interkulturelle Öffnung <berichte@example.org>"),
             coordinator_emails=coordinators or DEFAULT_COORDINATORS,
@@ -226,6 +231,46 @@ class Settings:
             bounce_address=_bounce_address(),
             bounce_maildir=_bounce_maildir(),
         )
+
+
+DATABASE_DRIVERS = ("sqlite", "postgresql", "postgresql+psycopg")
+BROKER_SCHEMES = ("memory", "redis", "rediss", "sentinel", "amqp", "pyamqp")
+
+
+def _database_url(value: str) -> str:
+    try:
+        driver = make_url(value).drivername
+    except ArgumentError:
+        driver = None
+    if driver not in DATABASE_DRIVERS:
+        raise ConfigError(f"DATABASE_URL must be sqlite:///path/to/file.sqlite or "
+                          f"postgresql+psycopg://user:password@host/database, not {value!r}")
+    return value
+
+
+def _broker_url(value: str) -> str:
+    if value.partition("://")[0] not in BROKER_SCHEMES or "://" not in value:
+        raise ConfigError(f"CELERY_BROKER_URL must be redis://host:6379/0 (or memory:// for the "
+                          f"embedded demo), not {value!r}")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(f"TIMEZONE must be a zone like Europe/Berlin, not {value!r}") from None
+    return value
+
+
+def _instance_dir(value: str) -> Path:
+    instance = Path(value).resolve()
+    try:
+        instance.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"INSTANCE_PATH {value!r} cannot be used as a folder: "
+                          f"{exc.strerror or exc}") from None
+    return instance
 
 
 def _bounce_address() -> str | None:

@@ -1,0 +1,38 @@
+"""Settings from the environment: a wrong value is a clear ConfigError, never a traceback later."""
+import pytest
+
+from infra.settings import ConfigError, Settings
+
+
+@pytest.mark.parametrize("name, value, said", [
+    ("DATABASE_URL", "garbage", "DATABASE_URL must be sqlite:///"),
+    ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must be sqlite:///"),
+    ("TIMEZONE", "Mars/X", "TIMEZONE must be a zone like Europe/Berlin"),
+    ("TIMEZONE", "../../etc/passwd", "TIMEZONE must be a zone"),
+    ("CELERY_BROKER_URL", "garbage://", "CELERY_BROKER_URL must be redis://"),
+    ("CELERY_BROKER_URL", "localhost:6379", "CELERY_BROKER_URL must be redis://"),
+])
+def test_a_setting_nobody_can_use_is_refused_by_name(monkeypatch, tmp_path, name, value, said):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env()
+    assert said in str(refused.value)
+
+
+def test_an_instance_path_that_is_a_file_is_refused(monkeypatch, tmp_path):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    monkeypatch.setenv("INSTANCE_PATH", str(a_file))
+    with pytest.raises(ConfigError, match="cannot be used as a folder"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("url", ["sqlite:////tmp/x.sqlite", "postgresql+psycopg://u@h/d",
+                                 "postgresql://u@h/d"])
+def test_the_databases_the_service_runs_on_are_taken(monkeypatch, tmp_path, url):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("SMTP_URL", "smtp://127.0.0.1:25")
+    assert Settings.from_env().database_url == url
