@@ -1,6 +1,7 @@
 """The scheduler decides only *when*; the sweep asks the database *what* is due."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import datetime
@@ -37,6 +38,17 @@ def _beat(settings: Settings):
     (settings.instance_dir / HEARTBEAT).touch()
 
 
+def _beating(job):
+    """The scheduler's job, then its sign of life (``reportcycles health scheduler``): only the
+    scheduler beats, not a sweep or relay run by hand."""
+    @functools.wraps(job)
+    def run(services: Services):
+        result = job(services)
+        _beat(services.settings)
+        return result
+    return run
+
+
 def tick(services: Services, now: datetime | None = None) -> SweepResult:
     """Open cycles that are due, plan the day's digests, then sweep. Safe to run from several
     processes at once."""
@@ -52,7 +64,6 @@ def tick(services: Services, now: datetime | None = None) -> SweepResult:
     with services.database.unit_of_work() as uow:
         result = sweep(uow, now)
         uow.commit()
-    _beat(services.settings)
     if result.mails:
         log.info("sweep at %s: %d to send, %d skipped, %d cancelled", now.isoformat(),
                  result.count("send"), result.count("skip"), result.count("cancel"))
@@ -65,7 +76,6 @@ def relay_outbox(services: Services) -> list[int]:
                     dispatch_lease_seconds=services.settings.dispatch_lease_seconds,
                     broker_backlog=services.database.dispatcher.backlog())
         uow.commit()
-    _beat(services.settings)
     if ids:
         log.info("relay re-dispatched %d notifications", len(ids))
     return ids
@@ -91,9 +101,9 @@ def make_scheduler(services: Services, *, background: bool = False):
     scheduler = cls(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
     settings = services.settings
-    scheduler.add_job(tick, "interval", args=[services], seconds=settings.sweep_interval_seconds,
-                      id="sweep", next_run_time=utcnow())
-    scheduler.add_job(relay_outbox, "interval", args=[services],
+    scheduler.add_job(_beating(tick), "interval", args=[services],
+                      seconds=settings.sweep_interval_seconds, id="sweep", next_run_time=utcnow())
+    scheduler.add_job(_beating(relay_outbox), "interval", args=[services],
                       seconds=settings.relay_interval_seconds, id="relay")
     scheduler.add_job(care_for_data, "interval", args=[services], hours=6, id="retention")
     if settings.bounce_maildir is not None:  # in the sweep's rhythm: marked before the next rung

@@ -219,3 +219,22 @@ def test_a_partner_import_is_kept_as_an_event_when_it_changes_something(cli, tmp
     cli("partners", "import", write(tmp_path, GOOD_CSV))  # the same list: nothing changed
     assert events_of(tmp_path, "partners_imported") == [
         ("cli", {"created": 3, "updated": 0, "unchanged": 0})]
+
+
+def test_only_the_schedulers_own_jobs_count_as_its_sign_of_life(cli, tmp_path, monkeypatch):
+    from infra.settings import Settings
+    from reportcycles.bootstrap import build
+    from tasks.scheduler import make_scheduler
+    assert "kein Lebenszeichen" in cli("health", "scheduler", expect=1).stderr
+    cli("relay")  # by hand: the scheduler may still be down
+    cli("sweep", "--dry-run")
+    assert "kein Lebenszeichen" in cli("health", "scheduler", expect=1).stderr
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite'}")
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("CELERY_BROKER_URL", "memory://")
+    services = build(Settings.from_env(), "none")
+    try:
+        make_scheduler(services).get_job("relay").func(services)  # what its interval runs
+    finally:
+        services.database.dispose()
+    cli("health", "scheduler")
