@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from workflow.composition import (Batch, Letterhead, NoRecipient, OutgoingMail, UnknownMailKind,
                                   compose)
-from workflow.cycles import policy_of, set_policy
+from workflow.cycles import near_reporting_year, policy_of, set_policy
 from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Contact, Cycle, CycleState, Event, MemberPart, Notification, Partner,
@@ -90,7 +90,7 @@ def cycle_date_problems(year: int, opens_on: date, due_on: date, *,
         problems["year"] = ("year_range", {"first": FIRST_YEAR, "last": LAST_YEAR})
     else:
         for field, day in (("opens_on", opens_on), ("due_on", due_on)):
-            if not year - 1 <= day.year <= year + 1:
+            if not near_reporting_year(year, day):
                 problems[field] = ("date_far_from_year", {"year": year})
     if "opens_on" not in problems and opens_on < today:
         problems["opens_on"] = ("opens_in_past", {})

@@ -57,6 +57,11 @@ def find_cycle(uow: UnitOfWork, programme: Programme, year: int) -> Cycle:
     return cycle
 
 
+def near_reporting_year(year: int, day: date) -> bool:
+    """A cycle's opening and deadline lie in its reporting year, the year before or after."""
+    return year - 1 <= day.year <= year + 1
+
+
 def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetime,
                opens_on: date | None = None, due_on: date | None = None,
                actor: str = "system") -> Cycle:
@@ -76,6 +81,10 @@ def open_cycle(uow: UnitOfWork, programme: Programme, year: int, *, now: datetim
         raise InvalidInput(f"Der Berichtszyklus {year} ist bereits geöffnet.")
     opens_on = opens_on or (planned.opens_on if planned else month_day(policy.cycle_opens, year))
     due_on = due_on or (planned.due_on if planned else month_day(policy.cycle_due, year))
+    for day in (opens_on, due_on):
+        if not near_reporting_year(year, day):
+            raise InvalidInput(f"Das Datum {day:%d.%m.%Y} muss im Berichtsjahr {year}, im Jahr "
+                               "davor oder im Jahr danach liegen.")
     if due_on <= opens_on:
         raise InvalidInput(f"Die Frist ({due_on:%d.%m.%Y}) muss nach der Öffnung "
                            f"({opens_on:%d.%m.%Y}) liegen.")

@@ -157,12 +157,18 @@ def test_arguments_found_by_the_property_end_in_a_clear_refusal(sources, smtp_se
     refused_in_a_clear_way(sources, smtp_session, argv, "seeded", with_smtp=False)
 
 
-@pytest.mark.parametrize("at", ["9999-12-31", "0001-01-01", "", " "])
-def test_a_sweep_at_an_instant_outside_the_service_years_or_at_none_is_refused(
-        sources, smtp_session, at):
+REFUSED = [
     # A bare date was not checked (a sweep "in 9999" escalated every partner), "" meant "now".
-    code = refused_in_a_clear_way(sources, smtp_session, ["sweep", "--at", at], "seeded",
-                                  with_smtp=False)
+    *(["sweep", "--at", at] for at in ("9999-12-31", "0001-01-01", "", " ")),
+    # The dates of a cycle lie near its year, on the command line as on the set-up page.
+    ["cycles", "open", "--year", "2030", "--opens", "2000-01-01", "--due", "2000-01-02"],
+    ["demo", "--year", "2028", "--due", "2026-01-01"],
+]
+
+
+@pytest.mark.parametrize("argv", REFUSED, ids=" ".join)
+def test_what_would_run_on_meaningless_dates_is_refused(sources, smtp_session, argv):
+    code = refused_in_a_clear_way(sources, smtp_session, argv, "seeded", with_smtp=False)
     assert code == 2
 
 
