@@ -385,6 +385,7 @@ def cmd_sweep(args, settings):
 def cmd_preview(args, settings):
     from workflow.cycles import find_cycle, get_programme, policy_of
     from workflow.models import Notification, Partner, Submission
+    from workflow.partners import name_contains
     services = _services(settings, "none")
     with services.database.unit_of_work() as uow:
         programme = get_programme(uow)
@@ -397,7 +398,7 @@ def cmd_preview(args, settings):
                  .where(Notification.cycle_id == cycle.id)
                  .order_by(Partner.name.nullsfirst(), Notification.due_at, Notification.id))
         if args.partner:
-            query = query.where(Partner.name.ilike(f"%{args.partner}%"))
+            query = query.where(name_contains(_partner_name(args.partner)))
         rows = uow.session.execute(query).all()
     if not rows:
         raise InvalidInput(f"Kein Partner passt zu '{args.partner}'.")
@@ -495,13 +496,24 @@ def cmd_templates(args, settings):
         print(f"Berichtsvorlage {row.year} Version {row.version} geladen.")
 
 
+def _partner_name(text: str) -> str:
+    """A part of a partner's name as typed after --partner: no longer than a name can be."""
+    from workflow.partners import MAX_NAME
+    if len(text) > MAX_NAME:
+        raise InvalidInput(f"Ein Partnername hat höchstens {MAX_NAME} Zeichen; "
+                           f"--partner hat {len(text)}.")
+    return text
+
+
 def _submission_of(uow, year, partner_name):
     from workflow.cycles import find_cycle, get_programme
     from workflow.models import Partner, Submission
+    from workflow.partners import name_contains
     cycle = find_cycle(uow, get_programme(uow), year)
     matches = uow.session.execute(
         select(Submission.id, Partner.name).join(Partner, Partner.id == Submission.partner_id)
-        .where(Submission.cycle_id == cycle.id, Partner.name.ilike(f"%{partner_name}%"))).all()
+        .where(Submission.cycle_id == cycle.id,
+               name_contains(_partner_name(partner_name)))).all()
     exact = [m for m in matches if m.name.casefold() == partner_name.casefold()]
     matches = exact or matches
     if len(matches) != 1:

@@ -16,6 +16,7 @@ from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Contact, Cycle, CycleState, Event, MemberPart, Notification, Partner,
                              Programme, ReportTemplate, Submission)
+from workflow.partners import name_contains
 from workflow.policy import (END_OF_DAY, MAX_LADDER_DAYS, Audience, PlannedRung, ReportingPolicy,
                              plan_cycle_rungs, plan_submission_rungs, policy_message)
 from workflow.redaction import blank_personal_links
@@ -325,13 +326,9 @@ def preview_partners(uow: UnitOfWork, programme_id: int, query: str = "",
     """Partners a cycle opening now would invite, by name; ``query`` narrows them."""
     select_ = select(Partner.id, Partner.name).where(*_invited(programme_id))
     if query.strip():
-        select_ = select_.where(Partner.name.ilike(f"%{_like(query.strip())}%", escape="\\"))
+        select_ = select_.where(name_contains(query.strip()))
     return [PartnerChoice(row.id, row.name) for row in uow.session.execute(
         select_.order_by(Partner.name, Partner.id).limit(limit))]
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,15 @@ EMAIL = re.compile(r"^[^@\s<>,;\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:
 KINDS = {**{k.value: k for k in PartnerKind},
          **{label.casefold(): kind for kind, label in PARTNER_KIND_LABELS.items()}}
 MAX_NAME = 300
+
+
+def name_contains(text: str):
+    """"The partner's name contains ``text``" (case-insensitive), with LIKE's wildcards (% and
+    _) taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Partner.name.ilike(f"%{escaped}%", escape="\\")
+
+
 MAX_EMPLOYEES = 10_000_000
 # A headcount as people write it: 1234, 1.234 or 1 234 (thousands grouped by three), no more.
 HEADCOUNT = re.compile(r"[0-9]{1,3}(?:([. ])[0-9]{3}(?:\1[0-9]{3})*)?|[0-9]+")

@@ -129,6 +129,9 @@ def test_demo_loads_the_initiative_partners(cli):
     assert status["partners"] == 29
     preview = cli("preview", "--year", "2027", "--partner", "Städtekooperation").stdout
     assert "Städtekooperation Integration.Interkommunal" in preview
+    for wildcard in ("%", "_"):  # literally: no partner's name holds them
+        assert "Kein Partner passt" in cli("preview", "--year", "2027", "--partner", wildcard,
+                                           expect=2).stderr
 
 
 def test_policy_is_edited_in_a_file_and_applies_to_cycles_opened_afterwards(cli, tmp_path):
