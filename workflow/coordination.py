@@ -17,7 +17,7 @@ from workflow.ledger import next_ladder_mail, queue_immediate, queue_now
 from workflow.models import (Contact, ContactRole, Cycle, Event, ExtensionRequest,
                              ExtensionStatus, Notification, Partner, Submission, utcnow)
 from workflow.policy import effective_deadline
-from workflow.programmes import ADDRESS
+from workflow.addresses import is_address
 from workflow.report_form import text_in
 from workflow.report_templates import template_of
 from workflow.states import Action, SubmissionState, awaits_report
@@ -212,7 +212,7 @@ class ContactInput:
             problems["role"] = "Bitte wählen Sie eine Rolle."
         if not self.email:
             problems["email"] = "Bitte geben Sie eine E-Mail-Adresse an."
-        elif len(self.email) > 320 or not ADDRESS.match(self.email):
+        elif not is_address(self.email):
             problems["email"] = "Diese E-Mail-Adresse ist ungültig."
         if len(self.name) > 300:
             problems["name"] = "Der Name ist zu lang (höchstens 300 Zeichen)."

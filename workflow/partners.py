@@ -11,6 +11,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
+from workflow.addresses import is_address
 from workflow.errors import InvalidInput
 from workflow.models import (PARTNER_KIND_LABELS, Contact, ContactRole, Partner, PartnerKind,
                              Programme)
@@ -22,7 +23,6 @@ DEFAULT_PROGRAMME_SLUG = "nrw-vielfalt"
 DEFAULT_PROGRAMME_NAME = "Erfolgsfaktor Interkulturelle Öffnung – NRW stärkt Vielfalt!"
 REQUIRED_COLUMNS = ("name", "kind", "contact_name", "contact_email", "deputy_email", "head_name",
                     "head_email", "language", "joined_on")
-EMAIL = re.compile(r"^[^@\s<>,;\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
 KINDS = {**{k.value: k for k in PartnerKind},
          **{label.casefold(): kind for kind, label in PARTNER_KIND_LABELS.items()}}
 MAX_NAME = 300
@@ -288,7 +288,7 @@ def parse_partner_csv(text: str, *, language: str = "de") -> list[PartnerRow]:
                               allowed=", ".join(PARTNER_KIND_LABELS.values())))
         for column in ("contact_email", "deputy_email", "head_email"):
             email = values.get(column, "")
-            if (email or column == "contact_email") and not EMAIL.match(email):
+            if (email or column == "contact_email") and not is_address(email):
                 errors.append(say("bad_email", column=column, email=email))
         contact_language = values.get("language", "").lower() or "de"
         if contact_language not in ("de", "en"):

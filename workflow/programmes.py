@@ -1,18 +1,17 @@
 """The programme's coordinators: who is told of deadlines, requests and non-reporting partners."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 
+from workflow.addresses import is_address
 from workflow.errors import InvalidInput
 from workflow.events import EventKind
 from workflow.models import Event, Programme
 from workflow.uow import UnitOfWork
 
-ADDRESS = re.compile(r"^[^@\s<>,;\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ def set_coordinators(uow: UnitOfWork, programme: Programme, emails: list[str], *
                      now: datetime, actor: str) -> tuple[str, ...]:
     """Replace the programme's coordinators; an event keeps the old and the new list."""
     cleaned = list(dict.fromkeys(e.strip() for e in emails if e.strip()))
-    bad = [e for e in cleaned if not ADDRESS.match(e)]
+    bad = [e for e in cleaned if not is_address(e)]
     if bad:
         raise InvalidInput("Ungültige E-Mail-Adresse: " + ", ".join(bad))
     if not cleaned:

@@ -15,7 +15,7 @@ from sqlalchemy import Row, bindparam, func, select, update
 
 from workflow.errors import DomainError, InvalidInput
 from workflow.models import AccountLink, LinkPurpose, Role, UserAccount
-from workflow.programmes import ADDRESS
+from workflow.addresses import is_address
 from workflow.uow import UnitOfWork
 
 MIN_PASSWORD_LENGTH = 12
@@ -155,7 +155,7 @@ def create_account(uow: UnitOfWork, email: str, role: str, *, name: str = "",
                    language: str = "de", now: datetime, actor: str) -> AccountView:
     """A new account without a password; an invitation link lets the person set one."""
     email = normalise_email(email)
-    if not ADDRESS.match(email) or len(email) > 320:
+    if not is_address(email):
         raise InvalidEmail(email)
     try:
         role = Role(role)
