@@ -122,9 +122,10 @@ def test_two_workers_share_one_pace_through_redis(workers):
     assert sorted(reports[0].sent + reports[1].sent) == sorted(ids)
     assert handler.refused == []
     assert 0.7 * rate <= handler.rate() <= rate  # not 2 × rate: one pace for both
-    # A mail that leaves its slot late (a busy machine) arrives close to the next one, so one
-    # second can hold one mail more than the pace; the server refused none.
-    assert handler.busiest_window() <= rate + 1
+    # A mail that leaves its slot late (a busy machine) arrives close to the next one: with two
+    # senders, one second can hold one such mail of each more than the pace (measured once in
+    # a loaded full suite: 22 at 20/s); the server refused none, and 2 × rate would be 40.
+    assert handler.busiest_window() <= rate + 2
 
 
 def test_worker_processes_take_turns_at_the_pace_kept_in_redis(shared_redis):
