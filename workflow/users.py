@@ -13,9 +13,10 @@ from typing import Protocol
 
 from sqlalchemy import Row, bindparam, func, select, update
 
+from workflow.addresses import is_address
 from workflow.errors import DomainError, InvalidInput
 from workflow.models import AccountLink, LinkPurpose, Role, UserAccount
-from workflow.addresses import is_address
+from workflow.report_form import CONTROL_CHARACTERS
 from workflow.uow import UnitOfWork
 
 MIN_PASSWORD_LENGTH = 12
@@ -163,7 +164,7 @@ def create_account(uow: UnitOfWork, email: str, role: str, *, name: str = "",
         raise UnknownRole(role) from None
     if find_account(uow, email) is not None:
         raise AccountExists(email)
-    account = UserAccount(email=email, name=" ".join((name or "").split())[:200], role=role,
+    account = UserAccount(email=email, name=" ".join(CONTROL_CHARACTERS.sub("", name or "").split())[:200], role=role,
                           language=language if language in LANGUAGES else "de",
                           created_at=now, created_by=actor[:200])
     uow.session.add(account)

@@ -402,6 +402,11 @@ def test_users_create_and_list_on_the_command_line(app, services):
     assert "Passwort gesetzt" in cli("list").stdout
     fresh = cli("link", "erste@example.org")
     assert fresh.returncode == 0 and LINK.search(fresh.stdout).group(1) != path
+    # A name with terminal escape codes is kept without them: `list` prints names as they are.
+    assert cli("create", "dritte@example.org", "--role", "viewer",
+               "--name", "Dritte\x1b[31m Person\x07").returncode == 0
+    listed = cli("list").stdout
+    assert "\x1b" not in listed and "\x07" not in listed and "Dritte[31m Person" in listed
 
 
 def test_sign_in_pages_are_valid_html(app, services, tmp_path, smtp):
