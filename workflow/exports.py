@@ -14,7 +14,7 @@ from sqlalchemy import select
 from workflow.errors import NotFound
 from workflow.models import (PARTNER_KIND_LABELS, Attachment, Cycle, Partner, ReportTemplate,
                              Submission)
-from workflow.report_form import NUMERIC, ReportTemplateDef, display, parse_number, text_in
+from workflow.report_form import NUMERIC, ReportTemplateDef, answer_number, display, text_in
 from workflow.states import SubmissionState
 from workflow.uow import UnitOfWork
 
@@ -103,7 +103,7 @@ def typed_answer(question, raw, language: str, attachments: dict):
         return None
     if question.type in NUMERIC:
         try:
-            value = parse_number(raw)
+            value = answer_number(question, raw)
         except ValueError:
             return str(raw)
         return int(value) if question.type == "count" and value == value.to_integral() else value
@@ -226,7 +226,7 @@ def _count(figure: _Figure, question, raw):
         return
     if question.type in NUMERIC:
         try:
-            figure.total += parse_number(raw)
+            figure.total += answer_number(question, raw)
         except ValueError:
             return
     elif question.type == "yes_no":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from workflow.report_form import (Question, ReportTemplateDef, parse_number, readable_number,
+from workflow.report_form import (Question, ReportTemplateDef, answer_number, readable_number,
                                   text_in)
 
 SUMMED_TYPES = ("count", "number")
@@ -39,17 +39,17 @@ def group_totals(template: ReportTemplateDef, parts: list[dict | None]) -> list[
     for question in template.questions:
         if question.type not in SUMMED_TYPES:
             continue
-        values = [value for value in (_number((answers or {}).get(question.id))
+        values = [value for value in (_number(question, (answers or {}).get(question.id))
                                       for answers in parts) if value is not None]
         totals.append(GroupTotal(question, sum(values, Decimal(0)), len(values), len(parts)))
     return totals
 
 
-def _number(raw) -> Decimal | None:
+def _number(question: Question, raw) -> Decimal | None:
     if not isinstance(raw, str) or not raw.strip():
         return None
     try:
-        value = parse_number(raw)
+        value = answer_number(question, raw)
     except ValueError:
         return None
     return value if value is not None and value.is_finite() else None

@@ -347,14 +347,29 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ANSWER_YEARS = (1900, 2100)  # a date in a report lies in a year a person means
 
 
-def parse_number(raw: str) -> Decimal | None:
-    """German or English notation: "12,5", "12.5", "1.234" (thousands), "1 234". Digits are
-    0-9 only: other scripts' digits would be stored as numbers nobody typed."""
-    text = raw.strip().replace("\u202f", "").replace(" ", "")
+def parse_number(raw: str, *, whole: bool = False) -> Decimal | None:
+    """German or English notation: "12,5", "12.5", "12.500,50", "12,500.50", "1 234".
+
+    With both marks the last one is the decimal mark and the other groups thousands. A lone
+    comma is the German decimal comma ("1,5"), unless the figure is ``whole`` (a count, which has
+    no decimals) or the commas group thousands more than once ("1,234,567"); a lone point groups
+    thousands when it stands before exactly three digits ("1.234"). Digits are 0-9 only: other
+    scripts' digits would be stored as numbers nobody typed."""
+    text = raw.strip().replace("\u202f", "").replace("\u00a0", "").replace(" ", "")
     if not text:
         return None
-    if "," in text:
-        text = text.replace(".", "").replace(",", ".")
+    if "," in text and "." in text:
+        point, comma = text.rindex("."), text.rindex(",")
+        grouping, decimal = (",", ".") if point > comma else (".", ",")
+        if not re.fullmatch(rf"-?[0-9]{{1,3}}(\{grouping}[0-9]{{3}})+\{decimal}[0-9]+", text):
+            raise ValueError(raw)
+        text = text.replace(grouping, "").replace(decimal, ".")
+    elif "," in text:
+        grouped = re.fullmatch(r"-?[0-9]{1,3}(,[0-9]{3})+", text)
+        if grouped and (whole or text.count(",") > 1):
+            text = text.replace(",", "")
+        else:
+            text = text.replace(",", ".")
     elif re.fullmatch(r"-?[0-9]{1,3}(\.[0-9]{3})+", text):
         text = text.replace(".", "")
     if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
@@ -363,6 +378,11 @@ def parse_number(raw: str) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:
         raise ValueError(raw) from None
+
+
+def answer_number(question: Question, raw: str) -> Decimal | None:
+    """An answer to a number question as the figure it means (see ``parse_number``)."""
+    return parse_number(raw, whole=question.type == "count")
 
 
 def parse_date(raw: str) -> date | None:
@@ -391,7 +411,7 @@ def _check_one(question: Question, raw, language: str) -> str | None:
         return None
     if question.type in NUMERIC:
         try:
-            value = parse_number(raw)
+            value = answer_number(question, raw)
         except ValueError:
             return message("not_count" if question.type == "count" else "not_number", language)
         exponent = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0
@@ -450,7 +470,7 @@ def numbers(template: ReportTemplateDef, answers: dict) -> dict[str, Decimal]:
     for question in template.questions:
         if question.type in NUMERIC and answers.get(question.id):
             try:
-                values[question.id] = parse_number(answers[question.id])
+                values[question.id] = answer_number(question, answers[question.id])
             except ValueError:
                 continue
     return values
@@ -495,7 +515,7 @@ def display(question: Question, raw, language: str = "de", attachments: dict | N
                                                                             locale=LOCALES["en"])
     if question.type in NUMERIC:
         try:
-            value = parse_number(raw)
+            value = answer_number(question, raw)
         except ValueError:
             return raw
         text = readable_number(value, question.allowed_decimals, language)

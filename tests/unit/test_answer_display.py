@@ -1,4 +1,6 @@
 """How an answer reads on the review page, the partner page, the receipt and the print view."""
+from decimal import Decimal
+
 from workflow.report_form import Question, display
 
 
@@ -58,3 +60,21 @@ def test_figures_in_other_scripts_dates_beyond_any_meant_year_and_control_bytes_
                                              "plans_next_year": "Zeile 1\r\nZeile 2\tTab"}))
     assert answers["reporting_person"] == "Ana Lima[31m"
     assert answers["plans_next_year"] == "Zeile 1\nZeile 2\tTab"
+
+
+def test_figures_are_read_in_german_and_in_english_notation():
+    import json
+    from pathlib import Path
+
+    from workflow.report_form import ReportTemplateDef, check, numbers
+    path = Path(__file__).parents[2] / "reportcycles/data/report_templates/nrw-vielfalt-2027.json"
+    template = ReportTemplateDef.from_dict(json.loads(path.read_text()))
+    typed = {"budget_eur": "12,500.50", "staff_total": "1,250"}  # as an English partner writes
+    assert check(template, typed, complete=False) == {}
+    read = numbers(template, typed)
+    assert read["budget_eur"] == 12500.5 and read["staff_total"] == 1250
+    assert numbers(template, {"budget_eur": "12.500,50", "staff_total": "1.250"}) == read
+    # A lone comma in an amount is the German decimal comma: 1,25 € (never silently 125).
+    assert numbers(template, {"budget_eur": "1,25"})["budget_eur"] == Decimal("1.25")
+    amount = Question("budget_eur", "number", {}, decimals=2)
+    assert display(amount, "12,500.50", "en") == "12,500.50"
