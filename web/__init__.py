@@ -45,6 +45,16 @@ class IdConverter(IntegerConverter):
 
 
 ID_MAX = 2**31 - 1
+ID_TEXT = re.compile(r"[0-9]{1,10}")
+
+
+def parse_id(text: str | None) -> int | None:
+    """An id typed into a form field or a query: digits 0-9 naming a possible row, else None
+    (a superscript two passes str.isdigit but not int(), and 11 digits overflow PostgreSQL)."""
+    if text is None or not ID_TEXT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= ID_MAX else None
 
 
 def select_locale():

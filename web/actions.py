@@ -11,7 +11,7 @@ from flask_babel import get_locale, gettext, lazy_gettext, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from web import local_path, services_of
+from web import local_path, parse_id, services_of
 from web.auth import login_required
 from workflow.coordination import (BULK_ACTIONS, MAX_BULK, ROLES, ContactProblems, add_contact,
                                    bulk, change_contact, contact_input, current_submission_of,
@@ -291,7 +291,7 @@ BULK_NAMES = {
 
 
 def _selected_ids(values) -> list[int]:
-    return [int(v) for v in values if v.isdigit() and len(v) < 12]
+    return [i for i in map(parse_id, values) if i is not None]
 
 
 @bp.route("/cycles/<int:cycle_id>/bulk", methods=["GET", "POST"], endpoint="bulk")
@@ -358,14 +358,16 @@ ROLE_NAMES = {"reporting": lazy_gettext("Berichtskontakt"), "deputy": lazy_gette
 def contacts(partner_id):
     if request.method == "GET":
         editing = request.args.get("edit", "")
-        return _contacts_page(partner_id, editing=int(editing) if editing.isdigit() else None)
+        return _contacts_page(partner_id, editing=parse_id(editing))
     form = request.form
     data = contact_input(form.get("role", ""), form.get("name", ""), form.get("email", ""),
                          form.get("language", "de"))
     contact_id = form.get("contact_id", "")
+    if contact_id and parse_id(contact_id) is None:
+        abort(404)  # no such contact
     try:
-        if contact_id.isdigit():
-            _run(change_contact, partner_id, int(contact_id), data)
+        if contact_id:
+            _run(change_contact, partner_id, parse_id(contact_id), data)
             flash(_("Der Kontakt ist geändert."), "success")
         else:
             _run(add_contact, partner_id, data)
@@ -373,7 +375,7 @@ def contacts(partner_id):
     except NotFound:
         abort(404)
     except ContactProblems as problems:
-        editing = int(contact_id) if contact_id.isdigit() else None
+        editing = parse_id(contact_id)
         errors = {field: gettext(message) for field, message in problems.fields.items()}
         return _contacts_page(partner_id, editing=editing, form=form, errors=errors), 422
     return redirect(url_for("actions.contacts", partner_id=partner_id), 303)

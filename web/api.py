@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, jsonify, request
 from flask_login import current_user
 
-from web import services_of
+from web import ID_MAX, parse_id, services_of
 from workflow import api_read
 from workflow.api_tokens import account_for_token
 from workflow.errors import NotFound
@@ -62,9 +62,10 @@ def _whole_number(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 12:
-        abort(400, description=f"{name} must be a whole number")
-    return int(raw)
+    value = parse_id(raw)
+    if value is None:
+        abort(400, description=f"{name} must be a whole number from 0 to {ID_MAX}")
+    return value
 
 
 @bp.errorhandler(400)

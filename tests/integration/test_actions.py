@@ -358,6 +358,20 @@ def test_a_report_no_longer_owed_cannot_have_its_reminders_paused(desk):
     assert desk.events(EventKind.REMINDERS_PAUSED) == []
 
 
+def test_ids_typed_into_forms_that_name_no_row_are_refused_without_an_error(desk):
+    # "²" passes str.isdigit but not int(); 11 digits overflow PostgreSQL's integer.
+    partner_id = desk.submission(desk.sids[0]).partner_id
+    for odd in ("²", "١", "99999999999", str(2**63), "-1"):
+        assert desk.client.get(f"/partners/{partner_id}/contacts?edit={odd}").status_code == 200
+        changed = desk.post(f"/partners/{partner_id}/contacts", contact_id=odd, role="deputy",
+                            name="Vertretung", email="vertretung@example.org", language="de")
+        assert changed.status_code == 404, odd
+        chosen = desk.post(f"/cycles/{desk.cycle_id}/bulk", action="pause", confirm="1",
+                           submission_id=[odd, str(desk.sids[1])])
+        assert chosen.status_code == 303, odd
+    assert desk.submission(desk.sids[1]).reminders_paused
+
+
 def _rows_by_id(desk, ids) -> list[Notification]:
     return desk._detached(lambda uow: list(uow.session.scalars(
         select(Notification).where(Notification.id.in_(ids)))))

@@ -103,7 +103,8 @@ def test_bad_requests_and_unknown_ids_get_json_errors(app, services, cycle):
     api, auth = app.test_client(), {"Authorization": f"Bearer {token}"}
     assert api.get("/api/v1/cycles/999", headers=auth).status_code == 404
     assert api.get("/api/v1/submissions/999", headers=auth).json["error"] == "not_found"
-    for query in ("state=lost", "after=-1", "limit=abc", "after=99999999999999999999"):
+    for query in ("state=lost", "after=-1", "limit=abc", "after=99999999999999999999",
+                  "after=99999999999", "after=²", "limit=١"):
         response = api.get(f"/api/v1/cycles/{cycle}/submissions?{query}", headers=auth)
         assert response.status_code == 400, query
 
