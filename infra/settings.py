@@ -117,12 +117,15 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
-def _int(name: str, default: int) -> int:
+def _int(name: str, default: int, *, least: int = 1) -> int:
     raw = _env(name, str(default))
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < least:
+        raise ConfigError(f"{name} must be at least {least}, not {value}")
+    return value
 
 
 def _rate(name: str, default: float) -> float:
@@ -219,12 +222,12 @@ class Settings:
             sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 300),
             relay_interval_seconds=_int("RELAY_INTERVAL_SECONDS", 30),
             send_lease_seconds=_int("SEND_LEASE_SECONDS", 600),
-            dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 60),
+            dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 60, least=0),
             send_batch_size=_int("SEND_BATCH_SIZE", 100),
             max_send_attempts=_int("MAX_SEND_ATTEMPTS", 8),
             send_rate_per_second=_rate("SEND_RATE_PER_SECOND", 0),
             send_burst=max(1, _int("SEND_BURST", 1)),
-            trusted_proxies=_int("TRUSTED_PROXIES", 0),
+            trusted_proxies=_int("TRUSTED_PROXIES", 0, least=0),
             ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL",
                                        broker if broker.startswith("redis") else "memory://"),
             embedded=embedded,

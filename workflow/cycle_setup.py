@@ -205,6 +205,7 @@ def ladder_step_rows(form) -> int:
 
 
 STEP_FIELD = re.compile(r"step-(0|[1-9][0-9]*)-days")
+STEP_KEY = re.compile(r"step-([0-9]{1,9})-[a-z]+")  # any field of a step row
 MAX_STEP_ROWS = 40
 
 
@@ -218,7 +219,9 @@ def parse_ladder(form: dict[str, str], language: str = "de") -> dict:
     request without any is refused, not read as "no steps".
     """
     steps = ladder_step_rows(form)
-    if steps == 0 or "reminders_before" not in form:
+    rows_beyond = any(STEP_KEY.fullmatch(key) and int(STEP_KEY.fullmatch(key).group(1))
+                      >= MAX_STEP_ROWS for key in form)
+    if "step-0-days" not in form or rows_beyond or "reminders_before" not in form:
         raise InvalidInput(policy_message("form_incomplete", language))
     problems: dict[str, tuple[str, dict]] = {}
     reminders = []

@@ -59,6 +59,8 @@ POLICY_MESSAGES = {
                    "en": "{key}: each number of days only once."},
     "every_year": {"de": "{key} muss ein Tag sein, den es in jedem Jahr gibt (MM-TT).",
                    "en": "{key} must be a day that every year has (MM-DD)."},
+    "due_after_opening": {"de": "cycle_due muss im Jahr nach cycle_opens liegen.",
+                          "en": "cycle_due must come after cycle_opens in the year."},
     "form_incomplete": {"de": "Das Formular ist unvollständig angekommen; nichts wurde geändert. "
                               "Bitte laden Sie die Seite neu.",
                         "en": "The form arrived incomplete; nothing was changed. Please reload "
@@ -189,6 +191,8 @@ class ReportingPolicy:
                     month_day(getattr(policy, key), 2001)  # not a leap year: no 02-29
                 except (ValueError, AttributeError):
                     raise ValueError(say("every_year", key=key)) from None
+            if month_day(policy.cycle_due, 2001) <= month_day(policy.cycle_opens, 2001):
+                raise ValueError(say("due_after_opening"))
             for key in YES_NO_SETTINGS:
                 if not isinstance(getattr(policy, key), bool):
                     raise ValueError(say("needs_yes_no", key=key))

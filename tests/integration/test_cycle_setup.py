@@ -300,6 +300,11 @@ def test_the_ladder_form_refuses_bad_input_and_says_what_it_governs(coordinator,
         assert not uow.session.scalar(select(func.count()).select_from(Event).where(
             Event.kind == EventKind.POLICY_CHANGED))
         assert len(ReportingPolicy.from_dict(get_programme(uow).policy).overdue_steps) == 4
+    # Rows beyond the form's own (or without its first) are refused, not dropped.
+    far = {**{k: v for k, v in base.items() if k not in rows}, "step-45-days": "5",
+           "step-45-email": "overdue_reminder", "step-45-audience": "contact"}
+    assert post(coordinator, "/setup/ladder", far).status_code == 422
+    assert post(coordinator, "/setup/ladder", {**base, "step-40-days": "9"}).status_code == 422
     # The rows count, whatever the form says their number is.
     for steps in ("0", "abc", "100", None):
         form = {**base, "steps": steps} if steps else {k: v for k, v in base.items()

@@ -143,3 +143,8 @@ def test_the_refusal_of_a_policy_is_worded_in_the_pages_language():
     with pytest.raises(InvalidInput) as refused:
         ReportingPolicy.from_dict({"auto_open": "yes"}, language="en")
     assert "auto_open must be true or false" in str(refused.value)
+
+
+def test_a_deadline_before_the_opening_in_the_year_is_refused():
+    with pytest.raises(InvalidInput, match="cycle_due muss im Jahr nach cycle_opens liegen"):
+        ReportingPolicy.from_dict({"cycle_opens": "05-01", "cycle_due": "04-30"})

@@ -36,3 +36,13 @@ def test_the_databases_the_service_runs_on_are_taken(monkeypatch, tmp_path, url)
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("SMTP_URL", "smtp://127.0.0.1:25")
     assert Settings.from_env().database_url == url
+
+
+@pytest.mark.parametrize("name, value", [("SEND_BATCH_SIZE", "0"), ("SEND_BATCH_SIZE", "-5"),
+                                         ("SWEEP_INTERVAL_SECONDS", "0"),
+                                         ("MAX_SEND_ATTEMPTS", "0")])
+def test_a_count_that_would_stop_all_mail_is_refused(monkeypatch, tmp_path, name, value):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name} must be at least 1"):
+        Settings.from_env()
