@@ -144,6 +144,9 @@ def expected_answers(posted: dict, files: dict, previous: dict | None,
     bytes other than tab and newline dropped, short fields trimmed, everything cut at the field
     limit), files as their stored ids."""
     expected = {}
+    posted = {key: [v.replace("\x00", "") for v in value] if isinstance(value, list)
+              else value.replace("\x00", "") if isinstance(value, str) else value
+              for key, value in posted.items()}  # no posted field keeps a NUL (web/forms.py)
     for q in QUESTIONS:
         value = posted.get(q["id"])
         if q["type"] == "file":
