@@ -33,8 +33,7 @@ def index():
             message = _parse(handle)
         sent = message["Date"].datetime if message["Date"] else None
         mails.append({"key": key, "subject": message["Subject"], "to": message["To"],
-                      "cc": message["Cc"], "sent": sent,
-                      "date": sent.astimezone(ReportingPolicy().zone) if sent else None,
+                      "cc": message["Cc"], "sent": sent, "date": _local(sent),
                       "rung": message["X-Reportcycles-Rung"]})
     # Newest first; mails of the same second in the order they were written (Maildir's keys
     # begin with the time and a counter of the writing process).
@@ -53,4 +52,11 @@ def show(key):
         message = _parse(handle)
     body = message.get_body(preferencelist=("plain",))
     return render_template("mail.html", message=message,
+                           date=_local(message["Date"].datetime if message["Date"] else None),
+                           rung=message["X-Reportcycles-Rung"],
                            text=body.get_content() if body else "")
+
+
+def _local(sent):
+    """When a mail left, in the policies' zone (the page shows it in its language)."""
+    return sent.astimezone(ReportingPolicy().zone) if sent else None

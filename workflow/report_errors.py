@@ -32,7 +32,7 @@ PARTNER_MESSAGES = {
     "no_extension_needed": ("Für einen eingereichten Bericht ist keine Verlängerung nötig.",
                             "A submitted report needs no extension."),
     "date_needed": ("Bitte geben Sie ein gültiges Datum an, z. B. 31.03.2027.",
-                    "Please give a valid date, e.g. 31.03.2027."),
+                    "Please give a valid date, e.g. 2027-03-31."),
     "request_pending": ("Ihr Antrag vom {asked} auf eine Frist bis {day} liegt der "
                         "Koordinierungsstelle noch vor. Sie erhalten die Entscheidung per E-Mail.",
                         "Your request of {asked} for a deadline of {day} is still with the "

@@ -3,6 +3,7 @@ coordinators' addresses, the secret key and secure cookies."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -61,6 +62,10 @@ def test_the_embedded_demo_shows_its_maildir(monkeypatch, tmp_path, database_url
         assert "Einladung" in html and "Neuer persönlicher Link" in html
         assert "Erinnerung 28 Arbeitstage vor der Frist" in html and "reminder-28" not in html
         assert html.index("Mail 2") < html.index("Mail 1") < html.index("Mail 0")
+        key = re.search(r'href="(/mailbox/[^"]+)">Mail 1<', html).group(1)
+        one = client.get(key).get_data(as_text=True)
+        assert "<dd>26.11.2026, 12:52 Uhr</dd>" in one and "+0000" not in one
+        assert "<dd>Erinnerung 28 Arbeitstage vor der Frist</dd>" in one
     finally:
         services.database.dispose()
 
