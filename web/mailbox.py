@@ -31,13 +31,12 @@ def index():
     for key in box.keys():
         with box.get_file(key) as handle:
             message = _parse(handle)
-        sent = message["Date"].datetime if message["Date"] else None
         mails.append({"key": key, "subject": message["Subject"], "to": message["To"],
-                      "cc": message["Cc"], "sent": sent, "date": _local(sent),
+                      "cc": message["Cc"], "date": _sent(message),
                       "rung": message["X-Reportcycles-Rung"]})
     # Newest first; mails of the same second in the order they were written (Maildir's keys
     # begin with the time and a counter of the writing process).
-    mails.sort(key=lambda m: (m["sent"] or datetime.min.replace(tzinfo=UTC), m["key"]),
+    mails.sort(key=lambda m: (m["date"] or datetime.min.replace(tzinfo=UTC), m["key"]),
                reverse=True)
     return render_template("mailbox.html", mails=mails)
 
@@ -52,11 +51,12 @@ def show(key):
         message = _parse(handle)
     body = message.get_body(preferencelist=("plain",))
     return render_template("mail.html", message=message,
-                           date=_local(message["Date"].datetime if message["Date"] else None),
+                           date=_sent(message),
                            rung=message["X-Reportcycles-Rung"],
                            text=body.get_content() if body else "")
 
 
-def _local(sent):
+def _sent(message):
     """When a mail left, in the policies' zone (the page shows it in its language)."""
-    return sent.astimezone(ReportingPolicy().zone) if sent else None
+    date = message["Date"]
+    return date.datetime.astimezone(ReportingPolicy().zone) if date else None

@@ -16,10 +16,11 @@ from flask_login import current_user
 
 from web import services_of
 from web.auth import login_required
-from workflow.cycle_setup import (MAX_LADDER_DAYS, OVERDUE_MAILS, FormProblems,
+from workflow.cycle_setup import (MAX_LADDER_DAYS, MAX_STEP_ROWS, OVERDUE_MAILS, FormProblems,
                                   PERSONAL_LINK_PLACEHOLDER, as_test_mail, change_ladder,
                                   change_planned_cycle, cycle_ladder, get_cycle, ladder_of,
-                                  ladder_step_rows, load_template_version, parse_ladder, plan_cycle,
+                                  ladder_step_rows, load_template_version, parse_ladder,
+                                  plan_cycle,
                                   preview_cycle_mails, preview_partners, setup_cycles,
                                   template_versions)
 from workflow.cycles import get_programme, policy_of
@@ -394,7 +395,7 @@ def ladder():
         if programme is None:
             abort(404)
         form = request.form
-        steps = ladder_step_rows(form)
+        steps = min(ladder_step_rows(form), MAX_STEP_ROWS)  # the rows the page shows again
         try:
             changed = change_ladder(uow, programme, parse_ladder(form, _language()), now=utcnow(),
                                     actor=_actor(), language=_language())

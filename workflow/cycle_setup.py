@@ -197,16 +197,14 @@ def ladder_of(policy: ReportingPolicy) -> dict:
 
 
 def ladder_step_rows(form) -> int:
-    """How many overdue-step rows the form carries: read from the rows' own fields, so that a
-    missing or altered count can never drop steps that were sent."""
-    indexes = [int(m.group(1)) for key in form
-               if (m := STEP_FIELD.fullmatch(key)) and len(m.group(1)) < 3]
-    return min(max(indexes, default=-1) + 1, MAX_STEP_ROWS)
+    """How many overdue-step rows the form carries, read from the rows' own fields (a count
+    sent beside them could drop rows): one past the highest row any field names."""
+    return max((int(m.group(1)) for key in form if (m := STEP_FIELD.fullmatch(key))),
+               default=-1) + 1
 
 
-STEP_FIELD = re.compile(r"step-(0|[1-9][0-9]*)-days")
-STEP_KEY = re.compile(r"step-([0-9]{1,9})-[a-z]+")  # any field of a step row
-MAX_STEP_ROWS = 40
+STEP_FIELD = re.compile(r"step-([0-9]{1,9})-[a-z]+")  # any field of an overdue-step row
+MAX_STEP_ROWS = 40  # rows the form offers at most
 
 
 def parse_ladder(form: dict[str, str], language: str = "de") -> dict:
@@ -219,9 +217,7 @@ def parse_ladder(form: dict[str, str], language: str = "de") -> dict:
     request without any is refused, not read as "no steps".
     """
     steps = ladder_step_rows(form)
-    rows_beyond = any(STEP_KEY.fullmatch(key) and int(STEP_KEY.fullmatch(key).group(1))
-                      >= MAX_STEP_ROWS for key in form)
-    if "step-0-days" not in form or rows_beyond or "reminders_before" not in form:
+    if "step-0-days" not in form or steps > MAX_STEP_ROWS or "reminders_before" not in form:
         raise InvalidInput(policy_message("form_incomplete", language))
     problems: dict[str, tuple[str, dict]] = {}
     reminders = []

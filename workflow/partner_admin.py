@@ -13,7 +13,7 @@ from workflow.cycle_setup import MAX_ID, FormProblems
 from workflow.errors import InvalidInput, NotFound
 from workflow.events import EventKind
 from workflow.models import (Contact, Cycle, Event, Partner, PartnerKind, Programme, Submission)
-from workflow.partners import (JOINED_YEARS, MAX_EMPLOYEES, MAX_NAME, NUL, GroupEntry,
+from workflow.partners import (MAX_EMPLOYEES, MAX_NAME, NUL, GroupEntry,
                                ImportResult, group_problems, import_partners, parse_headcount,
                                parse_partner_csv)
 from workflow.report_form import parse_date
@@ -188,12 +188,9 @@ def parse_partner_form(form: dict[str, str]) -> PartnerValues:
     joined_on = None
     if form.get("joined_on", "").strip():
         try:
-            joined_on = parse_date(form["joined_on"])
+            joined_on = parse_date(form["joined_on"])  # only years from 1900 to 2100
         except ValueError:
             problems["joined_on"] = ("date", {})
-        else:
-            if not JOINED_YEARS[0] <= joined_on.year <= JOINED_YEARS[1]:
-                problems["joined_on"] = ("date", {})
     group_id = None
     raw = form.get("group_id", "").strip()
     if raw:

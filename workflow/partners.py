@@ -16,6 +16,7 @@ from workflow.errors import InvalidInput
 from workflow.models import (PARTNER_KIND_LABELS, Contact, ContactRole, Partner, PartnerKind,
                              Programme)
 from workflow.policy import ReportingPolicy
+from workflow.report_form import MEANT_YEARS
 from workflow.uow import UnitOfWork
 from workflow.wording import worded
 
@@ -38,7 +39,6 @@ def name_contains(text: str):
 MAX_EMPLOYEES = 10_000_000
 # A headcount as people write it: 1234, 1.234 or 1 234 (thousands grouped by three), no more.
 HEADCOUNT = re.compile(r"[0-9]{1,3}(?:([. ])[0-9]{3}(?:\1[0-9]{3})*)?|[0-9]+")
-JOINED_YEARS = (1900, 2100)
 
 
 def parse_headcount(text: str) -> int | None:
@@ -297,7 +297,7 @@ def parse_partner_csv(text: str, *, language: str = "de") -> list[PartnerRow]:
         if values.get("joined_on"):
             try:
                 joined_on = date.fromisoformat(values["joined_on"])
-                if not JOINED_YEARS[0] <= joined_on.year <= JOINED_YEARS[1]:
+                if not MEANT_YEARS[0] <= joined_on.year <= MEANT_YEARS[1]:
                     raise ValueError
             except ValueError:
                 errors.append(say("bad_joined_on", value=values["joined_on"]))

@@ -344,7 +344,7 @@ def read_form(template: ReportTemplateDef, form, previous: dict | None = None) -
 
 # What no keyboard types into a form field (NUL and the other C0 controls but tab and newline).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-ANSWER_YEARS = (1900, 2100)  # a date in a report lies in a year a person means
+MEANT_YEARS = (1900, 2100)  # a date typed into a form lies in a year a person means
 
 
 def parse_number(raw: str, *, whole: bool = False) -> Decimal | None:
@@ -398,7 +398,7 @@ def parse_date(raw: str) -> date | None:
         value = date.fromisoformat(text)
     else:
         raise ValueError(raw)
-    if not ANSWER_YEARS[0] <= value.year <= ANSWER_YEARS[1]:
+    if not MEANT_YEARS[0] <= value.year <= MEANT_YEARS[1]:
         raise ValueError(raw)
     return value
 
