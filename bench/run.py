@@ -164,12 +164,15 @@ def open_year(services) -> float:
 
 
 def in_flight(services) -> int:
-    """Ledger rows queued or being sent, counted through the outbox's partial index: polling
-    must not load the database it measures (counting every status scanned the whole ledger,
-    180,000 rows at 20,000 partners, five times a second)."""
+    """Ledger rows due and not yet claimed (the sweep handed them over), queued or being sent,
+    counted through the partial indexes of planned and outbox rows: polling must not load the
+    database it measures (counting every status scanned the whole ledger, 180,000 rows at
+    20,000 partners, five times a second)."""
     with services.database.unit_of_work() as uow:
         return uow.session.scalar(text(
-            "SELECT count(*) FROM notification WHERE status IN ('queued', 'sending')"))
+            "SELECT (SELECT count(*) FROM notification WHERE status IN ('queued', 'sending')) "
+            "+ (SELECT count(*) FROM notification WHERE status = 'planned' AND due_at <= :now)"),
+            {"now": NOW})
 
 
 def status_counts(services) -> dict[str, int]:

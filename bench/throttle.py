@@ -153,14 +153,11 @@ def _env(database_url: str, redis_url: str, smtp_port: int, rate: float) -> dict
 
 
 def seed(env: dict[str, str], mails: int) -> list[int]:
-    """A programme of ``mails`` partners, the 2027 cycle opened and its invitations queued."""
-    from sqlalchemy import select
-
+    """A programme of ``mails`` partners, its 2027 cycle opened and the invitations handed over."""
     from infra.migrate import upgrade
     from infra.settings import Settings
     from reportcycles.bootstrap import build
     from workflow.cycles import get_programme, open_cycle
-    from workflow.models import Notification, NotificationStatus
     from workflow.partners import ensure_programme, import_partners
     from workflow.policy import ReportingPolicy
     from workflow.report_templates import load_template_file
@@ -186,13 +183,10 @@ def seed(env: dict[str, str], mails: int) -> list[int]:
         open_cycle(uow, get_programme(uow), 2027, now=opening, opens_on=OPENS, due_on=DUE)
         uow.commit()
     with services.database.unit_of_work() as uow:
-        sweep(uow, opening)
+        handed_over = sweep(uow, opening)
         uow.commit()
-    with services.database.unit_of_work() as uow:
-        ids = list(uow.session.scalars(select(Notification.id).where(
-            Notification.status == NotificationStatus.QUEUED).order_by(Notification.id)))
     services.database.dispose()
-    return ids
+    return sorted(m.notification_id for m in handed_over.mails if m.action == "send")
 
 
 def _worker_main(env: dict[str, str], batches: list[list[int]], barrier, results):
@@ -295,7 +289,7 @@ def main():
         started = time.monotonic()
         ids = seed(_env(postgres.url("throttle_seeded"), redis_server.url, sink.port, RATE),
                    MAILS)
-        log(f"seeded {len(ids)} queued invitations in {time.monotonic() - started:.1f} s")
+        log(f"seeded {len(ids)} invitations handed over in {time.monotonic() - started:.1f} s")
         runs = []
         for number in range(RUNS):
             runs.append(run_once(context, postgres, redis_server, sink, ids, number, RATE,

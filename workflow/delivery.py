@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import (JSON, String, and_, bindparam, case, cast, func, literal, or_,
-                        select, text, update)
+from sqlalchemy import (JSON, String, and_, bindparam, case, cast, delete, exists, func,
+                        literal, or_, select, text, update)
 
 from workflow.composition import Batch, Letterhead, OutgoingMail, compose
 from workflow.events import EventKind
-from workflow.ledger import (LedgerMove, Verdict, apply, sources, still_owed, target,
-                             window_bound)
-from workflow.models import (AccessToken, Contact, Event, Notification, NotificationStatus,
-                             Outbox, Partner, Submission, utcnow)
+from workflow.ledger import (LedgerMove, Verdict, apply, hand_over_again, handed_over, sources,
+                             still_owed, take_back, target, window_bound)
+from workflow.models import (AccessToken, Contact, Event, Handover, Notification,
+                             NotificationStatus, Outbox, Partner, Submission, utcnow)
 from workflow.policy import in_send_window, next_window_start
 from workflow.redaction import blank_personal_links
 from workflow.uow import Database, Recorder, UnitOfWork
@@ -222,10 +222,13 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
         rows = {n.id: n for n in uow.session.scalars(
             select(Notification).where(Notification.id.in_(list(ids)))
             .with_for_update(skip_locked=True))}
-        claimable = []
+        handed = handed_over(uow, [n.id for n in rows.values()
+                                   if n.status == NotificationStatus.PLANNED])
+        claimable, held = [], []
         for notification_id in ids:
             notification = rows.get(notification_id)
-            if notification is None or not _claimable(service, uow, notification, wall, report):
+            if notification is None or not _claimable(service, uow, notification, wall, handed,
+                                                      report):
                 if notification_id not in report.failed:
                     report.passed.append(notification_id)
                 continue
@@ -252,7 +255,7 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
                 continue
             if owed.verdict is Verdict.WAIT:
                 apply(notification, LedgerMove.HOLD, dispatched_at=None)
-                report.held.append(notification.id)
+                held.append(notification.id)
                 continue
             if window_bound(notification) and not in_send_window(policy, instant):
                 apply(notification, LedgerMove.DEFER, dispatched_at=None,
@@ -270,6 +273,8 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
             if link_row is not None:
                 links.append(link_row)
             mails.append((notification.id, mail))
+        take_back(uow, held)  # back to the sweep, which waits for the pause to end
+        report.held.extend(held)
         # The claims and links of the whole batch in two statements, without loading them back.
         connection = uow.session.connection()
         if links:
@@ -283,7 +288,9 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
 
 
 def _claimable(service: MailService, uow: UnitOfWork, notification: Notification,
-               wall: datetime, report: DeliveryReport) -> bool:
+               wall: datetime, handed: set[int], report: DeliveryReport) -> bool:
+    if notification.status == NotificationStatus.PLANNED:
+        return notification.id in handed  # the sweep found it due and handed it over
     if notification.status == NotificationStatus.QUEUED:
         return notification.not_before is None or notification.not_before <= wall
     if (notification.status != NotificationStatus.SENDING or notification.claimed_at is None
@@ -526,16 +533,17 @@ def _resume_outbox(uow: UnitOfWork, wall: datetime):
 
 # As a literal, so that PostgreSQL uses the partial index on the outbox even for a prepared plan.
 IN_THE_OUTBOX = text("notification.status IN ('queued', 'sending')")
+PLANNED = text("notification.status = 'planned'")
 
 
 def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
           broker_backlog: int | None, limit: int = 5000) -> list[int]:
     """Hand out again what a crash, a lost broker message, a retry or a pause left waiting.
 
-    Queued rows are handed out again when their hand-over is older than the dispatch lease and
-    the broker holds nothing (it lost its queue, e.g. Redis restarted empty); when the broker
-    cannot tell, only after the sending lease. A duplicate hand-over is harmless: the claim
-    decides who sends.
+    Rows handed over by the sweep and queued rows are handed out again when their hand-over is
+    older than the dispatch lease and the broker holds nothing (it lost its queue, e.g. Redis
+    restarted empty); when the broker cannot tell, only after the sending lease. A duplicate
+    hand-over is harmless: the claim decides who sends.
     """
     wall = utcnow()
     paused = uow.session.scalar(select(Outbox.paused_until).where(Outbox.id == OUTBOX_ID))
@@ -560,7 +568,13 @@ def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
                                 .values(dispatched_at=wall)
                                 .execution_options(synchronize_session=False))
         uow.dispatch(ids)
-    return ids
+    # Hand-overs end when a worker claims the row; those of rows no longer planned go.
+    uow.session.execute(delete(Handover).where(~exists().where(
+        Notification.id == Handover.notification_id, PLANNED)))
+    again = hand_over_again(uow, list(uow.session.scalars(
+        select(Handover.notification_id).where(Handover.handed_at < handed_out_before)
+        .order_by(Handover.notification_id).limit(limit))), wall=wall)
+    return ids + again
 
 
 # Coordinators' tools -----------------------------------------------------------------------------

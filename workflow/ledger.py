@@ -4,6 +4,11 @@ statuses (one table, like the submission's), and whether a mail is still owed.
 One row per (submission, rung, deadline) – or per cycle notice, member invitation or immediate
 mail – with a unique key; its status is also the outbox. Everything that writes a row or changes
 its status goes through this module.
+
+The sweep hands a due row to the workers without moving it: the row stays planned and a narrow
+hand-over row says so (``hand_over``), and a worker claims it straight from planned. Moving a due
+row to queued cost the sweep an update with every index of the ledger for each row. Rows that go
+back to the outbox with a time (a retry, a deferral) or leave at once are queued.
 """
 from __future__ import annotations
 
@@ -12,10 +17,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import String, cast, insert, literal, select, update
+from sqlalchemy import ARRAY, Integer, String, cast, delete, func, insert, literal, select, update
 
 from workflow.errors import IllegalTransition
-from workflow.models import MemberPart, Notification, NotificationStatus, Submission, UTCDateTime
+from workflow.models import (Handover, MemberPart, Notification, NotificationStatus, Submission,
+                             UTCDateTime)
 from workflow.policy import INVITATION, Audience, PlannedRung
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.uow import UnitOfWork
@@ -23,11 +29,11 @@ from workflow.uow import UnitOfWork
 
 
 class LedgerMove(StrEnum):
-    QUEUE = "queue"  # the sweep found it due: hand it to the outbox
+    QUEUE = "queue"  # to the outbox now (a coordinator's "escalate now")
     SKIP = "skip"  # superseded by a later rung due at the same time
     CANCEL = "cancel"  # no longer owed (submitted, exempted, deadline moved)
     HOLD = "hold"  # owed, but not now (the partner paused reminders): back to the sweep
-    CLAIM = "claim"  # a worker takes it to send it now (or takes over a dead worker's claim)
+    CLAIM = "claim"  # a worker takes it to send it now: handed over, queued, or a dead worker's
     RECORD_SENT = "record_sent"  # the server accepted it
     RETRY = "retry"  # the server said "try later" for this mail: again after a backoff
     DEFER = "defer"  # not this mail's fault (server away, outside the window): later, no attempt
@@ -42,6 +48,11 @@ MOVES: dict[tuple[NotificationStatus, LedgerMove], NotificationStatus] = {
     (N.PLANNED, M.QUEUE): N.QUEUED,
     (N.PLANNED, M.SKIP): N.SKIPPED,
     (N.PLANNED, M.CANCEL): N.CANCELLED,
+    # A planned row handed over by the sweep, as a worker finds it:
+    (N.PLANNED, M.CLAIM): N.SENDING,
+    (N.PLANNED, M.HOLD): N.PLANNED,
+    (N.PLANNED, M.DEFER): N.QUEUED,
+    (N.PLANNED, M.FAIL): N.FAILED,
     (N.QUEUED, M.CANCEL): N.CANCELLED,
     (N.QUEUED, M.HOLD): N.PLANNED,
     (N.QUEUED, M.CLAIM): N.SENDING,
@@ -96,6 +107,52 @@ def apply_to_ids(uow: UnitOfWork, ids: Sequence[int], move: LedgerMove, **values
             .values(status=target(move), **values)
             .execution_options(synchronize_session=False)).rowcount
     return changed
+
+
+# Handing over ------------------------------------------------------------------------------------
+
+def hand_over(uow: UnitOfWork, ids: Sequence[int], *, wall: datetime,
+              as_of: datetime | None = None):
+    """Hand planned rows that are not handed over to the workers (the sweep's, under its lock):
+    a hand-over row each, written in this transaction and dispatched after commit."""
+    if not ids:
+        return
+    ids = list(ids)
+    connection = uow.session.connection()
+    if uow.database.is_postgres:  # one statement and one array, however many rows
+        connection.execute(insert(Handover).from_select(
+            ["notification_id", "handed_at"],
+            select(func.unnest(literal(ids, ARRAY(Integer))), _instant(wall))))
+    else:
+        connection.execute(insert(Handover), [{"notification_id": i, "handed_at": wall}
+                                              for i in ids])
+    uow.dispatch(ids, as_of=as_of)
+
+
+def hand_over_again(uow: UnitOfWork, ids: Sequence[int], *, wall: datetime) -> list[int]:
+    """Hand out again rows still handed over (the broker lost them); a hand-over taken back
+    meanwhile (the row was held at send time) stays taken back."""
+    again = []
+    for condition in uow.among(Handover.notification_id, ids):
+        again += uow.session.scalars(update(Handover).where(condition)
+                                     .values(handed_at=wall)
+                                     .returning(Handover.notification_id)).all()
+    uow.dispatch(again)
+    return again
+
+
+def take_back(uow: UnitOfWork, ids: Sequence[int]):
+    """The rows are no longer handed over (held at send time): the sweep decides about them."""
+    for condition in uow.among(Handover.notification_id, ids):
+        uow.session.execute(delete(Handover).where(condition))
+
+
+def handed_over(uow: UnitOfWork, ids: Sequence[int]) -> set[int]:
+    """Which of the rows are handed over."""
+    found = set()
+    for condition in uow.among(Handover.notification_id, ids):
+        found.update(uow.session.scalars(select(Handover.notification_id).where(condition)))
+    return found
 
 
 # Keys --------------------------------------------------------------------------------------------
@@ -182,6 +239,7 @@ def plan_submission_rung(uow: UnitOfWork, submission: Submission, rung: PlannedR
     if existing is not None:
         if existing.status == NotificationStatus.CANCELLED:
             apply(existing, LedgerMove.REPLAN, last_error=None)
+            take_back(uow, [existing.id])  # a hand-over from before it was cancelled
         return existing
     row = Notification(
         cycle_id=submission.cycle_id, submission_id=submission.id, dedupe_key=key,

@@ -76,8 +76,8 @@ class CycleState(StrEnum):
 
 
 class NotificationStatus(StrEnum):
-    PLANNED = "planned"  # waiting for its due time; the sweep picks it up
-    QUEUED = "queued"  # handed to the outbox; a worker will send it (the relay re-dispatches)
+    PLANNED = "planned"  # waiting for its due time; the sweep hands it over (see Handover)
+    QUEUED = "queued"  # back in the outbox with a time (a retry, a deferral) or sent at once
     SENDING = "sending"  # claimed by a worker; SMTP in progress
     SENT = "sent"
     SKIPPED = "skipped"  # superseded by a later rung due at the same sweep
@@ -281,6 +281,19 @@ class Notification(Base):
     # Facts the mail needs that are fixed when it is queued (a reason, a proposed date).
     payload: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Handover(Base):
+    """A planned ledger row the sweep found due and handed to the workers; it keeps its status
+    until a worker claims it. Writing this narrow row instead of moving the ledger row spares the
+    sweep an update of every due row with all the ledger's indexes (issue 8, P3). The relay hands
+    it out again when the broker lost it; a row held at send time loses its hand-over and goes
+    back to the sweep. No foreign key: the relay deletes hand-overs whose row is no longer
+    planned, and checking one per row would cost the sweep what the table saves."""
+
+    __tablename__ = "handover"
+    notification_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    handed_at: Mapped[datetime] = mapped_column()
 
 
 class Outbox(Base):

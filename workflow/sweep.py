@@ -1,27 +1,33 @@
-"""The sweep: what is due at instant T? Set-based, idempotent, catching up after missed ticks."""
+"""The sweep: what is due at instant T? Set-based, idempotent, catching up after missed ticks.
+
+What it sends it hands over (``ledger.hand_over``): the rows stay planned until a worker claims
+them, and the sweep passes them by from then on."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import exists, func, insert, or_, select, text, union_all, update
 
 from workflow.cycles import policy_of
 from workflow.events import EventKind
-from workflow.ledger import LedgerMove, Verdict, apply_to_ids, still_owed, window_bound
-from workflow.models import (LADDER_MAIL_OUT, Cycle, Event, MemberPart, Notification, Partner,
-                             Programme, Submission, utcnow)
+from workflow.ledger import (LedgerMove, Verdict, apply_to_ids, hand_over, still_owed,
+                             window_bound)
+from workflow.models import (LADDER_MAIL_OUT, Cycle, Event, Handover, MemberPart, Notification,
+                             Partner, Programme, Submission, utcnow)
 from workflow.policy import Audience, DueRung, choose_rungs_to_send, in_send_window
+from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.uow import UnitOfWork
 
 @dataclass
 class PlannedMail:
     notification_id: int
-    partner: str | None
+    submission_id: int | None
     rung: str
     email: str
     due_at: datetime
     action: str  # "send", "skip" or "cancel"
+    partner: str | None = None  # named for a reader only (``name_partners``)
 
     def to_dict(self) -> dict:
         return {"notification_id": self.notification_id, "partner": self.partner,
@@ -77,12 +83,14 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     # One rule decides: cancelled if no longer owed; a partner who said "we will submit by ..."
     # hears nothing until that day has passed (its rungs stay planned and the latest is caught up).
     cancel, live = [], []
+    today = {programme_id: now.astimezone(policy.zone).date()
+             for programme_id, policy in policies.items()}
     for row in rows:
         owed = still_owed(needs_open_report=row.needs_open_report, state=row.state,
                           paused_until=row.paused_until,
                           reminders_paused=bool(row.reminders_paused or row.cycle_paused),
                           part_completed=row.completed_at is not None,
-                          today=now.astimezone(policies[row.programme_id].zone).date())
+                          today=today[row.programme_id])
         if owed.verdict is Verdict.CANCEL:
             cancel.append((row, owed.reason))
         elif owed.verdict is Verdict.SEND:
@@ -95,13 +103,13 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     by_id = {r.id: r for r in rows}
     cycle_of = {r.submission_id: r.cycle_id for r in rows if r.submission_id is not None}
     for row, _ in cancel:
-        result.mails.append(PlannedMail(row.id, row.name, row.rung, row.email, row.due_at,
-                                        "cancel"))
+        result.mails.append(PlannedMail(row.id, row.submission_id, row.rung, row.email,
+                                        row.due_at, "cancel"))
     for row in live:
         action = "send" if row.id in send_set else "skip" if row.id in skip_set else None
         if action:
-            result.mails.append(PlannedMail(row.id, row.name, row.rung, row.email, row.due_at,
-                                            action))
+            result.mails.append(PlannedMail(row.id, row.submission_id, row.rung, row.email,
+                                            row.due_at, action))
     result.held = len(held)
 
     # Escalation level: the highest rung reached, whether it is sent or superseded.
@@ -122,7 +130,6 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     wall = utcnow()
     apply_to_ids(uow, skip_ids, LedgerMove.SKIP)
     apply_to_ids(uow, [r.id for r, _ in cancel], LedgerMove.CANCEL)
-    apply_to_ids(uow, send_ids, LedgerMove.QUEUE, not_before=wall, dispatched_at=wall)
     if levels:
         session.execute(update(Submission), [
             {"id": sid, "escalation_level": level, **({"non_reporting": True} if flag else {})}
@@ -142,8 +149,20 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
            for sid, (_, rung, flag) in levels.items() if flag])
     if events:
         session.execute(insert(Event), [{"actor": "scheduler", **e} for e in events])
-    uow.dispatch(send_ids, as_of=now)
+    hand_over(uow, send_ids, wall=wall, as_of=now)
     return result
+
+
+def name_partners(uow: UnitOfWork, result: SweepResult):
+    """Put the partners' names on the sweep's mails, for a person reading them; the sweep itself
+    needs none."""
+    names = {}
+    for condition in uow.among(Submission.id, {m.submission_id for m in result.mails} - {None}):
+        names.update(uow.session.execute(select(Submission.id, Partner.name)
+                                         .join(Partner, Partner.id == Submission.partner_id)
+                                         .where(condition)).all())
+    for mail in result.mails:
+        mail.partner = names.get(mail.submission_id)
 
 
 @dataclass(slots=True)
@@ -163,23 +182,22 @@ class _DueRow:
     cycle_id: int
     programme_id: int
     cycle_paused: bool
-    state: str | None = None
-    paused_until: date | None = None
-    reminders_paused: bool = False
-    current_level: int | None = None
-    name: str | None = None
-    completed_at: datetime | None = None
+    state: str | None
+    paused_until: date | None
+    reminders_paused: bool
+    current_level: int | None
+    completed_at: datetime | None
 
 
 def _due_rows(uow: UnitOfWork, now: datetime) -> list[_DueRow]:
-    """The planned rows due by ``now``, in the order they fell due.
+    """The planned rows due by ``now`` and not yet handed over, in the order they fell due.
 
     The ledger's rows are read on their own (the partial index on planned rows finds them),
     then their submissions, member parts and cycles by primary key. Joined in one statement,
     PostgreSQL cannot know how few planned rows are due (their due_at shares its values with
     rows long sent) and hashes the whole submission and partner tables."""
-    session = uow.session
-    mails = session.execute(
+    connection = uow.session.connection()
+    mails = connection.execute(
         select(Notification.id, Notification.submission_id, Notification.member_part_id,
                Notification.seq, Notification.rung, Notification.audience,
                Notification.email, Notification.due_at, Notification.escalation_level,
@@ -187,37 +205,41 @@ def _due_rows(uow: UnitOfWork, now: datetime) -> list[_DueRow]:
                Notification.cycle_id)
         # The status as a literal: a bound parameter would keep PostgreSQL's generic plan of a
         # prepared statement from using the partial index on planned rows.
-        .where(PLANNED_ROWS, Notification.due_at <= now)
+        .where(PLANNED_ROWS, Notification.due_at <= now,
+               ~exists().where(Handover.notification_id == Notification.id))
         .order_by(Notification.due_at, Notification.id)).all()
     if not mails:
         return []
-    cycles = {c.id: c for c in session.execute(
+    cycles = {c.id: c for c in connection.execute(
         select(Cycle.id, Cycle.programme_id, Cycle.reminders_paused)
         .where(Cycle.id.in_({m.cycle_id for m in mails})))}
+    # What a row needs of its submission, in _DueRow's order. Only submissions that change a
+    # decision are read: those no longer awaiting the report, paused, or below the level of a
+    # due rung. Every other one (most of them) awaits the report and has reached that level.
+    top_level = max(m.escalation_level for m in mails)
+    settled = sorted(state.value for state in SubmissionState if state not in AWAITING_REPORT)
     submissions = {}
     for condition in uow.among(Submission.id, {m.submission_id for m in mails} - {None}):
-        submissions.update((s.id, s) for s in session.execute(
-            select(Submission.id, Submission.state, Submission.paused_until,
-                   Submission.reminders_paused, Submission.escalation_level,
-                   # looked up per row: a join would hash the whole partner table
-                   select(Partner.name).where(Partner.id == Submission.partner_id)
-                   .scalar_subquery().label("name"))
-            .where(condition)))
+        submissions.update(
+            (s.id, (s.state, s.paused_until, bool(s.reminders_paused), s.escalation_level))
+            for s in connection.execute(
+                select(Submission.id, Submission.state, Submission.paused_until,
+                       Submission.reminders_paused, Submission.escalation_level)
+                .where(condition, or_(Submission.state.in_(settled),
+                                      Submission.paused_until.is_not(None),
+                                      Submission.reminders_paused,
+                                      Submission.escalation_level < top_level))).all())
+    no_submission = (None, None, False, top_level)
     completed = {}
     for condition in uow.among(MemberPart.id, {m.member_part_id for m in mails} - {None}):
-        completed.update(session.execute(
+        completed.update(connection.execute(
             select(MemberPart.id, MemberPart.completed_at).where(condition)).all())
     rows = []
     for mail in mails:
         cycle = cycles[mail.cycle_id]
-        submission = submissions.get(mail.submission_id)
-        rows.append(_DueRow(
-            *mail, programme_id=cycle.programme_id, cycle_paused=bool(cycle.reminders_paused),
-            completed_at=completed.get(mail.member_part_id),
-            **({} if submission is None else {
-                "state": submission.state, "paused_until": submission.paused_until,
-                "reminders_paused": bool(submission.reminders_paused),
-                "current_level": submission.escalation_level, "name": submission.name})))
+        rows.append(_DueRow(*mail, cycle.programme_id, bool(cycle.reminders_paused),
+                            *submissions.get(mail.submission_id, no_submission),
+                            completed.get(mail.member_part_id)))
     return rows
 
 
@@ -230,16 +252,24 @@ def _too_soon_after_last_mail(uow: UnitOfWork, rows, policies, now: datetime) ->
                and policies[r.programme_id].min_gap_working_days > 0}
     if not ladders:
         return set()
-    # When it left, or (in a rehearsal with --at, where the clock is elsewhere) when it was due.
-    last_sent = func.max(func.coalesce(Notification.sent_at, Notification.dispatched_at))
+    # When it left, or (in a rehearsal with --at, where the clock is elsewhere) when it was due;
+    # a mail handed over and not yet claimed counts from its hand-over.
+    left = (select(Notification.submission_id, Notification.member_part_id,
+                   func.max(Notification.due_at),
+                   func.max(func.coalesce(Notification.sent_at, Notification.dispatched_at)))
+            # As literals, like the partial index that finds these rows.
+            .where(text(LADDER_MAIL_OUT))
+            .group_by(Notification.submission_id, Notification.member_part_id))
+    handed_over = (select(Notification.submission_id, Notification.member_part_id,
+                          func.max(Notification.due_at), func.max(Handover.handed_at))
+                   .join(Handover, Handover.notification_id == Notification.id)
+                   .where(PLANNED_ROWS, Notification.needs_open_report,
+                          Notification.audience != Audience.COORDINATORS)
+                   .group_by(Notification.submission_id, Notification.member_part_id))
     held = set()
     for condition in uow.among(Notification.submission_id, {sid for sid, _ in ladders}):
-        for sid, part, last_due, last_left in uow.session.execute(
-                select(Notification.submission_id, Notification.member_part_id,
-                       func.max(Notification.due_at), last_sent)
-                # As literals, like the partial index that finds these rows.
-                .where(condition, text(LADDER_MAIL_OUT))
-                .group_by(Notification.submission_id, Notification.member_part_id)):
+        for sid, part, last_due, last_left in uow.session.connection().execute(
+                union_all(left.where(condition), handed_over.where(condition))):
             row = ladders.get((sid, part))
             last = max(t for t in (last_due, last_left) if t is not None)
             if row is None or last > now:

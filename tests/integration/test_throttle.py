@@ -60,18 +60,16 @@ def workers(monkeypatch, tmp_path, postgres_url, shared_redis):
 
 
 def queue_invitations(services, partners: int) -> list[int]:
-    """A cycle opened and swept: one invitation per partner queued, none delivered yet."""
+    """A cycle opened and swept: one invitation per partner handed over, none delivered yet."""
     seed_programme(services, partners=partners, policy=ANY_TIME)
     with services.database.unit_of_work() as uow:
         open_cycle(uow, get_programme(uow), 2027, now=berlin(OPENS, 7), opens_on=OPENS,
                    due_on=DUE)
         uow.commit()
     with services.database.unit_of_work() as uow:
-        sweep(uow, berlin(OPENS))
+        handed_over = sweep(uow, berlin(OPENS))
         uow.commit()
-    with services.database.unit_of_work() as uow:
-        return list(uow.session.scalars(select(Notification.id).where(
-            Notification.status == "queued").order_by(Notification.id)))
+    return sorted(m.notification_id for m in handed_over.mails if m.action == "send")
 
 
 def statuses(services, ids) -> Counter:

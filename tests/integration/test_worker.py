@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 
 from reportcycles.bootstrap import build
 from tasks.celery_app import VISIBILITY_TIMEOUT
@@ -16,7 +16,7 @@ from tests.integration.conftest import berlin, make_settings, seed_programme
 from tests.support.servers import CeleryWorker
 from workflow.cycles import get_programme, open_cycle
 from workflow.events import EventKind
-from workflow.models import Event, Notification
+from workflow.models import Event, Handover, Notification
 from workflow.policy import END_OF_DAY, ReportingPolicy
 from workflow.sweep import sweep
 
@@ -85,10 +85,16 @@ def open_and_sweep(services, partners):
 
 
 def ledger(services) -> Counter:
+    """The invitations by status; a planned row the sweep handed to the workers as 'handed over'."""
     with services.database.unit_of_work() as uow:
+        handed_over = and_(Notification.status == "planned",
+                           Handover.notification_id.is_not(None))
+        status = case((handed_over, "handed over"), else_=Notification.status)
         return Counter({str(k): v for k, v in uow.session.execute(
-            select(Notification.status, func.count()).where(Notification.rung == "invitation")
-            .group_by(Notification.status)).all()})
+            select(status, func.count())
+            .outerjoin(Handover, Handover.notification_id == Notification.id)
+            .where(Notification.rung == "invitation")
+            .group_by(status)).all()})
 
 
 def wait_until(predicate, timeout, step=0.25, tick=None):
@@ -145,11 +151,11 @@ def test_worker_killed_mid_batch_leaves_every_mail_sent_once(stack, smtp, capsys
 def test_redis_restarted_empty_loses_no_mail(stack, smtp, redis_server):
     services, start_worker = stack
     _, handler = smtp
-    open_and_sweep(services, 80)  # queued in Redis, no worker running yet
+    open_and_sweep(services, 80)  # handed over through Redis, no worker running yet
     redis_server.restart_empty()
     start_worker()
     time.sleep(1)
-    assert ledger(services)["queued"] == 80  # the broker lost every task; the ledger did not
+    assert ledger(services)["handed over"] == 80  # the broker lost every task; the ledger did not
     assert wait_until(lambda: ledger(services)["sent"] == 80, 90, step=1,
                       tick=lambda: relay_outbox(services)), ledger(services)
     ids = message_ids(handler)
@@ -227,14 +233,15 @@ def test_redis_down_while_a_cycle_opens_and_partners_submit_loses_nothing(stack,
     services, start_worker = stack
     _, handler = smtp
     redis_server.stop()
-    # The cycle opens and its invitations are queued; handing them to Redis fails after commit.
+    # The cycle opens and its invitations are handed over; giving them to Redis fails after commit.
     open_and_sweep(services, 3)
     with services.database.unit_of_work() as uow:
         first = uow.session.scalar(select(Notification.submission_id).where(
             Notification.rung == "invitation").order_by(Notification.id).limit(1))
         apply_action(uow, first, Action.SUBMIT, now=berlin(OPENS, 10), actor="partner")
         uow.commit()  # the submission stands, though its receipt cannot reach Redis now
-    assert ledger(services) == {"queued": 3}
+    # The submission cancelled its own invitation, handed over and not yet sent.
+    assert ledger(services) == {"handed over": 2, "cancelled": 1}
     redis_server.start()
     start_worker()
     assert wait_until(lambda: len(handler.messages) == 3, 60, step=1,
