@@ -566,7 +566,7 @@ def bench_sweep(stack: Stack) -> tuple[list[float], list[float], list[float], in
             dry_run = time.perf_counter() - start
         if total != SWEEP_SUBMISSIONS or queued != due:
             raise RuntimeError(f"P3: {total} submissions, sweep queued {queued} of {due} due")
-        stack.pg.sql("VACUUM notification, event, submission", database)
+        stack.pg.sql("VACUUM notification, event, submission, handover", database)
         if pair < 1:
             continue  # warming up
         counts.append(counted)

@@ -361,7 +361,7 @@ def cmd_cycles(args, settings):
 
 def cmd_sweep(args, settings):
     from workflow.models import utcnow
-    from workflow.sweep import name_partners, sweep
+    from workflow.sweep import describe_mails, sweep
     services = _services(settings)
     zone = ZoneInfo(settings.timezone)
     now = _parse_instant(args.at, zone) if args.at is not None else utcnow()
@@ -370,7 +370,7 @@ def cmd_sweep(args, settings):
         if not args.dry_run:
             uow.commit()
     with services.database.unit_of_work() as uow:
-        name_partners(uow, result)
+        describe_mails(uow, result)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return

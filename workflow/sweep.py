@@ -9,13 +9,13 @@ from datetime import date, datetime
 
 from sqlalchemy import exists, func, insert, or_, select, text, union_all, update
 
-from workflow.cycles import policy_of
 from workflow.events import EventKind
 from workflow.ledger import (LedgerMove, Verdict, apply_to_ids, hand_over, still_owed,
                              window_bound)
 from workflow.models import (LADDER_MAIL_OUT, Cycle, Event, Handover, MemberPart, Notification,
                              Partner, Programme, Submission, utcnow)
-from workflow.policy import Audience, DueRung, choose_rungs_to_send, in_send_window
+from workflow.policy import (Audience, DueRung, ReportingPolicy, choose_rungs_to_send,
+                             in_send_window)
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.uow import UnitOfWork
 
@@ -24,14 +24,16 @@ class PlannedMail:
     notification_id: int
     submission_id: int | None
     rung: str
-    email: str
-    due_at: datetime
     action: str  # "send", "skip" or "cancel"
-    partner: str | None = None  # named for a reader only (``name_partners``)
+    # For a person reading the result (``describe_mails``); deciding needs none of them.
+    partner: str | None = None
+    email: str | None = None
+    due_at: datetime | None = None
 
     def to_dict(self) -> dict:
         return {"notification_id": self.notification_id, "partner": self.partner,
-                "rung": self.rung, "email": self.email, "due_at": self.due_at.isoformat(),
+                "rung": self.rung, "email": self.email,
+                "due_at": self.due_at.isoformat() if self.due_at else None,
                 "action": self.action}
 
 
@@ -61,18 +63,27 @@ PLANNED_ROWS = text("notification.status = 'planned'")
 
 
 def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResult:
-    """Queue every rung due at or before ``now`` that is still owed; cost follows what is due."""
+    """Hand over every rung due at or before ``now`` that is still owed; cost follows what is
+    due."""
     result = SweepResult(at=now, dry_run=dry_run)
     session = uow.session
     uow.lock("sweep")
+    if uow.database.is_postgres:
+        # The sweep reads at most a few thousand rows, each by key. PostgreSQL overestimates
+        # some of these reads (it cannot know how few ids an array holds or how many hand-overs
+        # are dead) and started parallel workers for them, or could compile them (JIT): either
+        # took longer than the read itself.
+        session.execute(text("SELECT set_config('max_parallel_workers_per_gather', '0', true), "
+                             "set_config('jit', 'off', true)"))
     rows = _due_rows(uow, now)
     if not rows:
         return result
 
     policies, window_open = {}, set()
-    for programme in session.scalars(select(Programme).where(
-            Programme.id.in_({r.programme_id for r in rows}))):
-        policies[programme.id] = policy_of(programme)
+    for programme in session.connection().execute(
+            select(Programme.id, Programme.slug, Programme.policy)
+            .where(Programme.id.in_({r.programme_id for r in rows}))):
+        policies[programme.id] = ReportingPolicy.from_dict(programme.policy)
         if in_send_window(policies[programme.id], now):
             window_open.add(programme.id)
         else:
@@ -103,13 +114,11 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     by_id = {r.id: r for r in rows}
     cycle_of = {r.submission_id: r.cycle_id for r in rows if r.submission_id is not None}
     for row, _ in cancel:
-        result.mails.append(PlannedMail(row.id, row.submission_id, row.rung, row.email,
-                                        row.due_at, "cancel"))
+        result.mails.append(PlannedMail(row.id, row.submission_id, row.rung, "cancel"))
     for row in live:
         action = "send" if row.id in send_set else "skip" if row.id in skip_set else None
         if action:
-            result.mails.append(PlannedMail(row.id, row.submission_id, row.rung, row.email,
-                                            row.due_at, action))
+            result.mails.append(PlannedMail(row.id, row.submission_id, row.rung, action))
     result.held = len(held)
 
     # Escalation level: the highest rung reached, whether it is sent or superseded.
@@ -153,16 +162,19 @@ def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResu
     return result
 
 
-def name_partners(uow: UnitOfWork, result: SweepResult):
-    """Put the partners' names on the sweep's mails, for a person reading them; the sweep itself
-    needs none."""
-    names = {}
-    for condition in uow.among(Submission.id, {m.submission_id for m in result.mails} - {None}):
-        names.update(uow.session.execute(select(Submission.id, Partner.name)
-                                         .join(Partner, Partner.id == Submission.partner_id)
-                                         .where(condition)).all())
+def describe_mails(uow: UnitOfWork, result: SweepResult):
+    """Put the partner's name, the kind of mail and its due time on the sweep's mails, for a
+    person reading them."""
+    described = {}
+    for condition in uow.among(Notification.id, [m.notification_id for m in result.mails]):
+        described.update((row.id, row) for row in uow.session.execute(
+            select(Notification.id, Notification.email, Notification.due_at, Partner.name)
+            .outerjoin(Submission, Submission.id == Notification.submission_id)
+            .outerjoin(Partner, Partner.id == Submission.partner_id)
+            .where(condition)))
     for mail in result.mails:
-        mail.partner = names.get(mail.submission_id)
+        row = described[mail.notification_id]
+        mail.partner, mail.email, mail.due_at = row.name, row.email, row.due_at
 
 
 @dataclass(slots=True)
@@ -174,8 +186,6 @@ class _DueRow:
     seq: int
     rung: str
     audience: Audience
-    email: str
-    due_at: datetime
     escalation_level: int
     flags_non_reporting: bool
     needs_open_report: bool
@@ -189,57 +199,65 @@ class _DueRow:
     completed_at: datetime | None
 
 
+# A submission that changes the sweep's decision about a due row: what still_owed reads of it
+# (no longer awaiting the report, a pause) or a level below the row's. Only these are read; any
+# other submission awaits the report and has reached the row's level, as most do.
+_SETTLED = sorted(state.value for state in SubmissionState if state not in AWAITING_REPORT)
+_DECIDING_SUBMISSION = exists().where(
+    Submission.id == Notification.submission_id,
+    or_(Submission.state.in_(_SETTLED), Submission.paused_until.is_not(None),
+        Submission.reminders_paused, Submission.escalation_level < Notification.escalation_level))
+
+
 def _due_rows(uow: UnitOfWork, now: datetime) -> list[_DueRow]:
     """The planned rows due by ``now`` and not yet handed over, in the order they fell due.
 
-    The ledger's rows are read on their own (the partial index on planned rows finds them),
-    then their submissions, member parts and cycles by primary key. Joined in one statement,
-    PostgreSQL cannot know how few planned rows are due (their due_at shares its values with
-    rows long sent) and hashes the whole submission and partner tables."""
+    The ledger's rows are read with their cycles (a handful) and whether their submission
+    changes the decision (through the partial index on planned rows, a key lookup each); then
+    only those submissions, and the member parts, by primary key. Joined with the submissions in
+    one statement, PostgreSQL hashed the whole submission and partner tables when it misjudged
+    how few planned rows are due."""
     connection = uow.session.connection()
     mails = connection.execute(
         select(Notification.id, Notification.submission_id, Notification.member_part_id,
                Notification.seq, Notification.rung, Notification.audience,
-               Notification.email, Notification.due_at, Notification.escalation_level,
-               Notification.flags_non_reporting, Notification.needs_open_report,
-               Notification.cycle_id)
+               Notification.escalation_level, Notification.flags_non_reporting,
+               Notification.needs_open_report, Notification.cycle_id, Cycle.programme_id,
+               Cycle.reminders_paused, _DECIDING_SUBMISSION)
+        .join(Cycle, Cycle.id == Notification.cycle_id)
         # The status as a literal: a bound parameter would keep PostgreSQL's generic plan of a
         # prepared statement from using the partial index on planned rows.
         .where(PLANNED_ROWS, Notification.due_at <= now,
                ~exists().where(Handover.notification_id == Notification.id))
         .order_by(Notification.due_at, Notification.id)).all()
-    if not mails:
-        return []
-    cycles = {c.id: c for c in connection.execute(
-        select(Cycle.id, Cycle.programme_id, Cycle.reminders_paused)
-        .where(Cycle.id.in_({m.cycle_id for m in mails})))}
-    # What a row needs of its submission, in _DueRow's order. Only submissions that change a
-    # decision are read: those no longer awaiting the report, paused, or below the level of a
-    # due rung. Every other one (most of them) awaits the report and has reached that level.
-    top_level = max(m.escalation_level for m in mails)
-    settled = sorted(state.value for state in SubmissionState if state not in AWAITING_REPORT)
-    submissions = {}
-    for condition in uow.among(Submission.id, {m.submission_id for m in mails} - {None}):
-        submissions.update(
-            (s.id, (s.state, s.paused_until, bool(s.reminders_paused), s.escalation_level))
-            for s in connection.execute(
+    rows, deciding, parts = [], {}, set()
+    for (notification_id, submission_id, part_id, seq, rung, audience, level, flags,
+         needs_open_report, cycle_id, programme_id, cycle_paused, decides) in mails:
+        # Until read below: a submission that awaits the report and has reached this level.
+        row = _DueRow(notification_id, submission_id, part_id, seq, rung, audience, level, flags,
+                      needs_open_report, cycle_id, programme_id, bool(cycle_paused),
+                      None, None, False, level, None)
+        rows.append(row)
+        if decides:
+            deciding.setdefault(submission_id, []).append(row)
+        if part_id is not None:
+            parts.add(part_id)
+    for condition in uow.among(Submission.id, deciding):
+        for submission in connection.execute(
                 select(Submission.id, Submission.state, Submission.paused_until,
                        Submission.reminders_paused, Submission.escalation_level)
-                .where(condition, or_(Submission.state.in_(settled),
-                                      Submission.paused_until.is_not(None),
-                                      Submission.reminders_paused,
-                                      Submission.escalation_level < top_level))).all())
-    no_submission = (None, None, False, top_level)
-    completed = {}
-    for condition in uow.among(MemberPart.id, {m.member_part_id for m in mails} - {None}):
-        completed.update(connection.execute(
-            select(MemberPart.id, MemberPart.completed_at).where(condition)).all())
-    rows = []
-    for mail in mails:
-        cycle = cycles[mail.cycle_id]
-        rows.append(_DueRow(*mail, cycle.programme_id, bool(cycle.reminders_paused),
-                            *submissions.get(mail.submission_id, no_submission),
-                            completed.get(mail.member_part_id)))
+                .where(condition)):
+            for row in deciding[submission.id]:
+                row.state, row.paused_until = submission.state, submission.paused_until
+                row.reminders_paused = bool(submission.reminders_paused)
+                row.current_level = submission.escalation_level
+    if parts:
+        completed = {}
+        for condition in uow.among(MemberPart.id, parts):
+            completed.update(connection.execute(
+                select(MemberPart.id, MemberPart.completed_at).where(condition)).all())
+        for row in rows:
+            row.completed_at = completed.get(row.member_part_id)
     return rows
 
 
