@@ -589,6 +589,8 @@ def cmd_outbox(args, settings):
                           "paused_since": _iso(state.paused_since)}, ensure_ascii=False, indent=2))
         return
     print("Mails: " + (", ".join(f"{k} {v}" for k, v in state.by_status.items()) or "keine"))
+    if state.handed_over:
+        print(f"  davon an den Versand übergeben (noch planned): {state.handed_over}")
     if state.paused_until:
         print(f"Postausgang pausiert seit {state.paused_since:%d.%m.%Y %H:%M} UTC, nächster "
               f"Versuch {state.paused_until:%H:%M} UTC: {state.reason}")

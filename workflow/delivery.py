@@ -603,6 +603,7 @@ def retry_failed(uow: UnitOfWork, *, now: datetime, actor: str, ids: Sequence[in
 @dataclass
 class OutboxState:
     by_status: dict[str, int]
+    handed_over: int  # planned rows the sweep handed to the workers, not yet claimed
     paused_until: datetime | None
     paused_since: datetime | None
     reason: str | None
@@ -612,6 +613,8 @@ class OutboxState:
 def outbox_state(uow: UnitOfWork, *, failed_limit: int = 50) -> OutboxState:
     counts = dict(uow.session.execute(select(Notification.status, func.count())
                                       .group_by(Notification.status)).all())
+    handed = uow.session.scalar(select(func.count()).select_from(Handover).join(
+        Notification, Notification.id == Handover.notification_id).where(PLANNED))
     outbox = uow.session.get(Outbox, OUTBOX_ID)
     failed = uow.session.execute(
         select(Notification.id, Notification.rung, Notification.last_error, Partner.name)
@@ -621,6 +624,7 @@ def outbox_state(uow: UnitOfWork, *, failed_limit: int = 50) -> OutboxState:
         .order_by(Notification.id.desc()).limit(failed_limit)).all()
     return OutboxState(
         by_status={str(NotificationStatus(k)): v for k, v in sorted(counts.items())},
+        handed_over=handed,
         paused_until=outbox.paused_until if outbox else None,
         paused_since=outbox.paused_since if outbox else None,
         reason=outbox.reason if outbox else None,

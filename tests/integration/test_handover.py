@@ -13,7 +13,7 @@ from tests.integration.test_delivery import (ALL_DAY, OPENS, Holding, message_id
                                              rows, stack, statuses)
 from workflow.coordination import pause_reminders, resume_reminders
 from workflow.cycles import get_programme, open_cycle
-from workflow.delivery import deliver
+from workflow.delivery import deliver, outbox_state
 from workflow.models import Handover, Notification, Submission
 from workflow.policy import ReportingPolicy
 from workflow.sweep import sweep
@@ -58,6 +58,8 @@ def test_a_due_mail_is_handed_over_once_and_sent_straight_from_planned(stack, sm
     assert len(ids) == 3
     assert statuses(services, rung="invitation") == {"planned": 3}
     assert handed_over(services) == set(ids)
+    with services.database.unit_of_work() as uow:
+        assert outbox_state(uow).handed_over == 3
     again, dispatched = sweep_holding(services, berlin(OPENS, 9))
     assert again.count("send") == 0 and dispatched == []  # the next sweep passes them by
     report = deliver(services.mail, ids, as_of=berlin(OPENS, 9))
