@@ -240,11 +240,12 @@ def product_fanout(stack: Stack, database: str, expected: int,
         machine_before = machine_busy()
         start = time.time()
         with services.database.unit_of_work() as uow:
-            queued = sweep(uow, NOW).count("send")
+            handed_over = sweep(uow, NOW).count("send")
             uow.commit()
-        problems = [] if queued == expected else [f"the sweep queued {queued}, not {expected}"]
+        problems = ([] if handed_over == expected
+                    else [f"the sweep handed over {handed_over}, not {expected}"])
         deadline = time.monotonic() + max(120, expected / 20)
-        while in_flight(services):  # done when nothing is queued or being sent any more
+        while in_flight(services):  # done when nothing is waiting or being sent any more
             if time.monotonic() > deadline or not sink.alive():
                 problems.append(f"not finished in time: {status_counts(services)}"
                                 if sink.alive() else f"smtp-sink stopped: {sink.counters()}")
@@ -261,8 +262,9 @@ def product_fanout(stack: Stack, database: str, expected: int,
             last = uow.session.scalar(text(
                 "SELECT extract(epoch FROM max(sent_at)) FROM notification WHERE status = 'sent'"))
         sent = counts.get("sent", 0)
-        if sent != queued:
-            problems.append(f"sent {sent} of {queued}: {counts}; worker log: {worker.log_tail()}")
+        if sent != handed_over:
+            problems.append(f"sent {sent} of {handed_over}: {counts}; worker log: "
+                            f"{worker.log_tail()}")
         seconds = (float(last) if last else time.time()) - start
         worker.stop()
         time.sleep(0.3)  # smtp-sink has finished writing its last files
@@ -558,14 +560,15 @@ def bench_sweep(stack: Stack) -> tuple[list[float], list[float], list[float], in
             counted = time.perf_counter() - start
         with services.database.unit_of_work() as uow:  # rolled back: the same work every time
             start = time.perf_counter()
-            queued = sweep(uow, NOW).count("send")
+            handed_over = sweep(uow, NOW).count("send")
             swept = time.perf_counter() - start
         with services.database.unit_of_work() as uow:
             start = time.perf_counter()
             sweep(uow, NOW, dry_run=True)
             dry_run = time.perf_counter() - start
-        if total != SWEEP_SUBMISSIONS or queued != due:
-            raise RuntimeError(f"P3: {total} submissions, sweep queued {queued} of {due} due")
+        if total != SWEEP_SUBMISSIONS or handed_over != due:
+            raise RuntimeError(f"P3: {total} submissions, the sweep handed over {handed_over} of "
+                               f"{due} due")
         stack.pg.sql("VACUUM notification, event, submission, handover", database)
         if pair < 1:
             continue  # warming up
