@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
+from workflow.addresses import is_address
 from workflow.cycles import cycle_status, policy_of
 from workflow.models import (Contact, ContactRole, Cycle, MemberPart, Notification, Partner,
                              Submission)
@@ -278,6 +279,10 @@ def compose(batch: Batch, letterhead: Letterhead, notification: Notification,
         to, cc, language = recipients(notification.audience, contacts)
     if not to:
         raise NoRecipient(f"no recipient for audience {notification.audience}")
+    unusable = [address for address in (*to, *cc) if not is_address(address)]
+    if unusable:  # stored before addresses were checked: mail without SMTPUTF8 cannot carry it
+        raise UnusableAddress(f"{len(unusable)} address(es) that mail cannot carry (not ASCII "
+                              f"or malformed): {', '.join(unusable)}")
     facts = MailFacts(batch.uow, notification, cycle, batch.policy(cycle), submission, partner,
                       as_of, contacts, language=language)
     link_row = None
@@ -305,6 +310,10 @@ def compose(batch: Batch, letterhead: Letterhead, notification: Notification,
 
 class NoRecipient(Exception):
     """Every address of the audience is missing or bouncing."""
+
+
+class UnusableAddress(Exception):
+    """An address of the mail is not one this service accepts (kept from before the rule)."""
 
 
 def recipients(audience: Audience, contacts: list[Contact]) -> tuple[list[str], list[str], str]:

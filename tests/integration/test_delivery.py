@@ -421,6 +421,24 @@ def test_a_mail_that_cannot_be_composed_fails_at_once_and_is_retried_after_the_f
     assert len(events(services, EventKind.NOTIFICATION_REQUEUED)) == 1
 
 
+def test_an_address_stored_before_addresses_were_checked_fails_its_mail_instead_of_sticking(
+        stack, smtp):
+    """A contact's address with an umlaut, from before the rule: the mail cannot leave without
+    SMTPUTF8. It fails at once and says why; it must not stay 'sending' until its lease."""
+    services = stack()
+    [first, second] = open_and_queue(services, partners=2)
+    with services.database.unit_of_work() as uow:
+        contact = uow.session.scalars(select(Contact).where(
+            Contact.email == "p0@example.org")).one()
+        contact.email = "jürgen@example.org"
+        uow.commit()
+    report = deliver(services.mail, [first, second])
+    assert report.failed == [first] and report.sent == [second]
+    failed = rows(services, [first])[first]
+    assert failed.status == "failed" and "not ASCII" in failed.last_error
+    assert [m["message"]["X-Reportcycles-Rung"] for m in smtp[1].messages] == ["invitation"]
+
+
 def test_a_batch_that_kills_its_worker_every_time_is_parked_after_its_attempts(stack, smtp):
     services = stack(SEND_LEASE_SECONDS=1, MAX_SEND_ATTEMPTS=3)
     ids = open_and_queue(services, partners=2)
