@@ -68,6 +68,13 @@ def _whole_number(name: str, default: int) -> int:
     return value
 
 
+def _page_size() -> int:
+    limit = _whole_number("limit", 100)
+    if not 1 <= limit <= api_read.MAX_PAGE:
+        abort(400, description=f"limit must be a whole number from 1 to {api_read.MAX_PAGE}")
+    return limit
+
+
 @bp.errorhandler(400)
 def bad_request(error):
     response = jsonify(error="bad_request", message=getattr(error, "description", "bad request"))
@@ -91,7 +98,7 @@ def submissions(cycle_id: int):
     if state is not None and state not in STATES:
         abort(400, description=f"state must be one of {', '.join(sorted(STATES))}")
     return _read(api_read.submissions, cycle_id, state=state,
-                 after=_whole_number("after", 0), limit=_whole_number("limit", 100),
+                 after=_whole_number("after", 0), limit=_page_size(),
                  with_answers=request.args.get("answers") == "1")
 
 

@@ -104,9 +104,16 @@ def test_bad_requests_and_unknown_ids_get_json_errors(app, services, cycle):
     assert api.get("/api/v1/cycles/999", headers=auth).status_code == 404
     assert api.get("/api/v1/submissions/999", headers=auth).json["error"] == "not_found"
     for query in ("state=lost", "after=-1", "limit=abc", "after=99999999999999999999",
-                  "after=99999999999", "after=²", "limit=١"):
+                  "after=99999999999", "after=²", "limit=١", "limit=0", "limit=501"):
         response = api.get(f"/api/v1/cycles/{cycle}/submissions?{query}", headers=auth)
-        assert response.status_code == 400, query
+        assert response.status_code == 400 and response.json["error"] == "bad_request", query
+    assert "from 1 to 500" in api.get(f"/api/v1/cycles/{cycle}/submissions?limit=0",
+                                      headers=auth).json["message"]
+    # Beside the API's own routes too, an API client gets JSON, not a page.
+    unknown = api.get("/api/v1/partners", headers=auth)
+    assert (unknown.status_code, unknown.json["error"]) == (404, "not_found")
+    wrong_method = api.post("/api/v1/cycles", headers=auth)
+    assert (wrong_method.status_code, wrong_method.json["error"]) == (405, "method_not_allowed")
 
 
 def test_a_token_needs_a_name_and_viewers_read_with_their_session_only(app, services, cycle):
