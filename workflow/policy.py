@@ -1,6 +1,7 @@
 """The reporting policy of a programme and the pure schedule rules derived from it."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -67,6 +68,16 @@ POLICY_MESSAGES = {
                               "the page."},
     "unknown_holidays": {"de": "Keine Feiertage bekannt für {region}.",
                          "en": "No public holidays known for {region}."},
+    "step_needs": {"de": "Jede Stufe in overdue_steps ist eine Tabelle mit after_working_days, "
+                         "email und audience (flags_non_reporting ist freiwillig); "
+                         "Stufe {n}: {problem}.",
+                   "en": "Each step in overdue_steps is a table of after_working_days, email "
+                         "and audience (flags_non_reporting is optional); step {n}: {problem}."},
+    "step_not_table": {"de": "keine Tabelle", "en": "not a table"},
+    "step_missing": {"de": "es fehlt {keys}", "en": "{keys} missing"},
+    "step_unknown": {"de": "unbekannt: {keys}", "en": "unknown: {keys}"},
+    "step_audience": {"de": "audience muss eines von {known} sein, nicht \"{value}\".",
+                      "en": "audience must be one of {known}, not \"{value}\"."},
 }
 
 MAX_LADDER_DAYS = 250  # working days: about a year
@@ -79,6 +90,47 @@ YES_NO_SETTINGS = ("window_working_days_only", "deadline_notice", "roll_deadline
 
 def policy_message(key: str, language: str = "de", /, **values) -> str:
     return worded(POLICY_MESSAGES, key, language, **values)
+
+
+def clock(value, key: str, say) -> time:
+    """A time of day written "HH:MM" ("24:00": the end of the day)."""
+    if isinstance(value, time):
+        return value
+    if value == "24:00":
+        return END_OF_DAY
+    try:
+        if not isinstance(value, str) or not re.fullmatch(r"\d\d:\d\d(:\d\d)?", value):
+            raise ValueError
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(say("needs_clock", key=key)) from None
+
+
+STEP_KEYS = {"after_working_days", "email", "audience", "flags_non_reporting"}
+
+
+def overdue_step(step, n: int, say) -> OverdueStep:
+    """One step of the ladder after the deadline, as a policy table writes it."""
+    if not isinstance(step, dict):
+        raise ValueError(say("step_needs", n=n, problem=say("step_not_table")))
+    missing = sorted({"after_working_days", "email", "audience"} - set(step))
+    unknown = sorted(set(step) - STEP_KEYS)
+    if missing or unknown:
+        problems = ([say("step_missing", keys=", ".join(missing))] if missing else []) \
+            + ([say("step_unknown", keys=", ".join(unknown))] if unknown else [])
+        raise ValueError(say("step_needs", n=n, problem="; ".join(problems)))
+    try:
+        audience = Audience(step["audience"])
+    except ValueError:
+        raise ValueError(say("step_audience", value=step["audience"],
+                             known=", ".join(a.value for a in Audience))) from None
+    flags = step.get("flags_non_reporting", False)
+    if not isinstance(flags, bool):
+        raise ValueError(say("needs_yes_no", key="flags_non_reporting"))
+    if not isinstance(step["email"], str) or not step["email"]:
+        raise ValueError(say("step_needs", n=n, problem=say("step_missing", keys="email")))
+    return OverdueStep(ladder_days(step["after_working_days"], "after_working_days", say),
+                       step["email"], audience, flags)
 
 
 def ladder_days(value, key: str, say) -> int:
@@ -158,29 +210,27 @@ class ReportingPolicy:
             raise InvalidInput(say("unknown_settings", keys=", ".join(unknown)))
         try:
             for key in ("window_start", "window_end"):
-                if key in data and not isinstance(data[key], str | time):
-                    raise ValueError(say("needs_clock", key=key))
-                if key in data and isinstance(data[key], str):
-                    data[key] = (END_OF_DAY if data[key] == "24:00"
-                                 else time.fromisoformat(data[key]))
+                if key in data:
+                    data[key] = clock(data[key], key, say)
             if data.get("digest_at") in (None, False, "", DIGEST_OFF):
                 data["digest_at"] = None
+            elif data["digest_at"] == "24:00":
+                raise ValueError(say("digest_needs_clock"))
             else:
-                if not isinstance(data["digest_at"], str | time):
-                    raise ValueError(say("digest_needs_clock"))
-                if isinstance(data["digest_at"], str):
-                    data["digest_at"] = time.fromisoformat(data["digest_at"])
+                try:
+                    data["digest_at"] = clock(data["digest_at"], "digest_at", say)
+                except ValueError:
+                    raise ValueError(say("digest_needs_clock")) from None
             if "reminders_before" in data:
                 days = [ladder_days(n, "reminders_before", say) for n in data["reminders_before"]]
                 if len(set(days)) != len(days):
                     raise ValueError(say("days_twice", key="reminders_before"))
                 data["reminders_before"] = tuple(sorted(days, reverse=True))
             if "overdue_steps" in data:
-                data["overdue_steps"] = tuple(
-                    OverdueStep(ladder_days(s["after_working_days"], "after_working_days", say),
-                                str(s["email"]), Audience(s["audience"]),
-                                bool(s.get("flags_non_reporting", False)))
-                    for s in data["overdue_steps"])
+                if not isinstance(data["overdue_steps"], list | tuple):
+                    raise ValueError(say("step_needs", n=1, problem=say("step_not_table")))
+                data["overdue_steps"] = tuple(overdue_step(step, n, say) for n, step
+                                              in enumerate(data["overdue_steps"], start=1))
                 after = [step.after_working_days for step in data["overdue_steps"]]
                 if len(set(after)) != len(after):
                     raise ValueError(say("days_twice", key="after_working_days"))

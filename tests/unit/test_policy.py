@@ -130,6 +130,21 @@ def test_an_all_day_window_includes_the_last_minute_before_midnight():
                          "audience": "contact"}] * 2}, "after_working_days: jede Zahl"),
     ({"auto_open": "yes"}, "auto_open muss true oder false sein"),
     ({"deadline_notice": 1}, "deadline_notice muss true oder false sein"),
+    # Said in the policy's own words, not Python's ("hour must be in 0..23"):
+    ({"window_start": "25:00"}, 'window_start braucht eine Uhrzeit wie "08:00"'),
+    ({"window_end": "8"}, 'window_end braucht eine Uhrzeit wie "08:00"'),
+    ({"digest_at": "24:00"}, 'digest_at braucht eine Uhrzeit wie "07:00" oder "off"'),
+    ({"overdue_steps": [{"after_working_days": 3, "email": "overdue_reminder",
+                         "audience": "contact", "flag_non_reporting": True}]},
+     "Stufe 1: unbekannt: flag_non_reporting"),
+    ({"overdue_steps": [{"after_working_days": 3, "audience": "contact"}]},
+     "Stufe 1: es fehlt email"),
+    ({"overdue_steps": [{"after_working_days": 3, "email": "overdue_reminder",
+                         "audience": "boss"}]}, 'audience muss eines von contact'),
+    ({"overdue_steps": [{"after_working_days": 3, "email": "overdue_reminder",
+                         "audience": "head", "flags_non_reporting": "yes"}]},
+     "flags_non_reporting muss true oder false sein"),
+    ({"overdue_steps": ["overdue_reminder"]}, "Stufe 1: keine Tabelle"),
 ])
 def test_a_policy_that_would_fail_later_is_refused_when_it_is_set(change, said):
     # The TOML file of `policy set` and the ladder page go through this one check: a policy
