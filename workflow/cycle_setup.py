@@ -17,7 +17,7 @@ from workflow.events import EventKind
 from workflow.models import (Contact, Cycle, CycleState, Event, MemberPart, Notification, Partner,
                              Programme, ReportTemplate, Submission)
 from workflow.partners import name_contains
-from workflow.policy import (END_OF_DAY, MAX_LADDER_DAYS, Audience, PlannedRung, ReportingPolicy,
+from workflow.policy import (MAX_LADDER_DAYS, Audience, PlannedRung, ReportingPolicy, parse_clock,
                              plan_cycle_rungs, plan_submission_rungs, policy_message)
 from workflow.redaction import blank_personal_links
 from workflow.report_templates import load_template
@@ -261,7 +261,8 @@ def parse_ladder(form: dict[str, str], language: str = "de") -> dict:
         if not _clock_ok(value, allow_midnight=key == "window_end"):
             problems[key] = ("clock", {})
         window[key] = value
-    if not problems and _clock(window["window_end"]) <= _clock(window["window_start"]):
+    if not problems and (parse_clock(window["window_end"])
+                         <= parse_clock(window["window_start"])):
         problems["window_end"] = ("window_order", {})
     if problems:
         raise FormProblems(problems)
@@ -280,19 +281,7 @@ def _days(text: str) -> int | None:
 
 
 def _clock_ok(value: str, *, allow_midnight: bool) -> bool:
-    if allow_midnight and value == "24:00":
-        return True
-    if len(value) != 5 or value[2] != ":":
-        return False
-    try:
-        time.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _clock(value: str) -> time:
-    return END_OF_DAY if value == "24:00" else time.fromisoformat(value)
+    return parse_clock(value) is not None and (allow_midnight or value != "24:00")
 
 
 def change_ladder(uow: UnitOfWork, programme: Programme, ladder: dict, *, now: datetime,

@@ -92,18 +92,21 @@ def policy_message(key: str, language: str = "de", /, **values) -> str:
     return worded(POLICY_MESSAGES, key, language, **values)
 
 
-def clock(value, key: str, say) -> time:
-    """A time of day written "HH:MM" ("24:00": the end of the day)."""
+CLOCK = re.compile(r"\d\d:\d\d(:\d\d)?")
+
+
+def parse_clock(value) -> time | None:
+    """A time of day written "HH:MM" ("24:00": the end of the day); None if it is not one."""
     if isinstance(value, time):
         return value
     if value == "24:00":
         return END_OF_DAY
+    if not isinstance(value, str) or not CLOCK.fullmatch(value):
+        return None
     try:
-        if not isinstance(value, str) or not re.fullmatch(r"\d\d:\d\d(:\d\d)?", value):
-            raise ValueError
         return time.fromisoformat(value)
-    except ValueError:
-        raise ValueError(say("needs_clock", key=key)) from None
+    except ValueError:  # "25:00"
+        return None
 
 
 STEP_KEYS = {"after_working_days", "email", "audience", "flags_non_reporting"}
@@ -211,16 +214,15 @@ class ReportingPolicy:
         try:
             for key in ("window_start", "window_end"):
                 if key in data:
-                    data[key] = clock(data[key], key, say)
+                    data[key] = parse_clock(data[key])
+                    if data[key] is None:
+                        raise ValueError(say("needs_clock", key=key))
             if data.get("digest_at") in (None, False, "", DIGEST_OFF):
                 data["digest_at"] = None
-            elif data["digest_at"] == "24:00":
-                raise ValueError(say("digest_needs_clock"))
             else:
-                try:
-                    data["digest_at"] = clock(data["digest_at"], "digest_at", say)
-                except ValueError:
-                    raise ValueError(say("digest_needs_clock")) from None
+                data["digest_at"] = parse_clock(data["digest_at"])
+                if data["digest_at"] in (None, END_OF_DAY):
+                    raise ValueError(say("digest_needs_clock"))
             if "reminders_before" in data:
                 days = [ladder_days(n, "reminders_before", say) for n in data["reminders_before"]]
                 if len(set(days)) != len(days):
