@@ -338,7 +338,9 @@ CLAIM_ROW = (
     NOTIFICATIONS.update()
     .where(NOTIFICATIONS.c.id == bindparam("notification_id"), _may(LedgerMove.CLAIM))
     .values(status=target(LedgerMove.CLAIM), claimed_at=bindparam("wall"),
-            claim_token=bindparam("token"), message_id=bindparam("claimed_message_id")))
+            claim_token=bindparam("token"), message_id=bindparam("claimed_message_id"),
+            # When it left for the minimum gap between two mails (a handed-over row has none).
+            dispatched_at=func.coalesce(NOTIFICATIONS.c.dispatched_at, bindparam("wall"))))
 RECORD_SENT = (
     NOTIFICATIONS.update()
     .where(NOTIFICATIONS.c.id == bindparam("notification_id"),

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import ARRAY, Integer, String, cast, delete, func, insert, literal, select, update
+from sqlalchemy import (ARRAY, Integer, String, cast, delete, exists, func, insert, literal,
+                        select, update)
 
 from workflow.errors import IllegalTransition
 from workflow.models import (Handover, MemberPart, Notification, NotificationStatus, Submission,
@@ -269,14 +270,17 @@ def queue_immediate(uow: UnitOfWork, submission: Submission, email: str, now: da
 
 
 def next_ladder_mail(uow: UnitOfWork, submission_id: int) -> Notification | None:
-    """The submission's next planned mail of its ladder (not a member's own invitation)."""
+    """The submission's next planned mail of its ladder (not a member's own invitation, not one
+    already handed to the workers), locked: no worker can claim it meanwhile."""
     return uow.session.scalars(
         select(Notification)
         .where(Notification.submission_id == submission_id,
                Notification.member_part_id.is_(None),
                Notification.status == NotificationStatus.PLANNED,
-               Notification.needs_open_report.is_(True))
-        .order_by(Notification.due_at, Notification.seq, Notification.id).limit(1)).first()
+               Notification.needs_open_report.is_(True),
+               ~exists().where(Handover.notification_id == Notification.id))
+        .order_by(Notification.due_at, Notification.seq, Notification.id).limit(1)
+        .with_for_update()).first()
 
 
 def queue_now(uow: UnitOfWork, row: Notification, now: datetime, *, wall: datetime):

@@ -17,6 +17,7 @@ from workflow.cycles import policy_of
 from workflow.errors import NotFound
 from workflow.events import EventKind
 from workflow.group_totals import GroupTotal, group_totals
+from workflow.ledger import handed_over
 from workflow.models import (Attachment, Contact, ContactRole, Cycle, Event, ExtensionRequest,
                              ExtensionStatus, MemberPart, Notification, NotificationStatus,
                              Partner, Submission)
@@ -270,8 +271,11 @@ def _partner_page(uow: UnitOfWork, submission_id: int, *, language: str,
             mail_error=blank_personal_links(mail.last_error or "") or None,
             member=member_names.get(mail.member_part_id)))
     timeline.sort(key=lambda entry: entry.at, reverse=True)
+    # A planned mail the sweep handed to the workers is on its way, as a queued one is.
+    handed = handed_over(uow, [m.id for m in mails if m.status == NotificationStatus.PLANNED])
     planned = [PlannedMail(id=m.id, due_at=_local(m.due_at, zone), rung=m.rung,
-                           mail_kind=m.email, audience=str(m.audience), status=str(m.status),
+                           mail_kind=m.email, audience=str(m.audience),
+                           status=str(NotificationStatus.QUEUED if m.id in handed else m.status),
                            member=member_names.get(m.member_part_id))
                for m in mails if m.status in AHEAD]
 

@@ -65,6 +65,8 @@ def test_a_due_mail_is_handed_over_once_and_sent_straight_from_planned(stack, sm
     report = deliver(services.mail, ids, as_of=berlin(OPENS, 9))
     assert sorted(report.sent) == sorted(ids)
     assert statuses(services, rung="invitation") == {"sent": 3}
+    # The claim notes when each left: the minimum gap counts from it while it is being sent.
+    assert all(row.dispatched_at is not None for row in rows(services, ids).values())
     assert len(message_ids(smtp[1])) == 3
 
 
@@ -173,3 +175,65 @@ def test_a_replanned_rung_loses_the_hand_over_it_had_before_it_was_cancelled(sta
         uow.commit()
     assert rows(services, [reminder.id])[reminder.id].status == "planned"
     assert handed_over(services) == {invitation}  # the sweep decides about it again
+
+
+def test_escalating_now_takes_the_rung_after_the_one_already_handed_over(stack, smtp):
+    from workflow.coordination import escalate_now
+    services = stack()
+    [invitation] = open_and_queue(services, partners=1)
+    submission_id = rows(services, [invitation])[invitation].submission_id
+    with services.database.unit_of_work() as uow:
+        escalated = escalate_now(uow, submission_id, now=berlin(OPENS, 9), actor="koordination")
+        escalated_id, rung = escalated.id, escalated.rung
+        uow.commit()  # sent at once: these services deliver in the committing process
+    assert escalated_id != invitation and rung != "invitation"
+    assert [m["message"]["X-Reportcycles-Rung"] for m in smtp[1].messages] == [rung]
+    assert handed_over(services) == {invitation}  # still on its way, once
+
+
+def test_the_partner_page_shows_a_handed_over_mail_as_on_its_way(stack, smtp):
+    from workflow.partner_page import partner_page
+    services = stack()
+    [invitation] = open_and_queue(services, partners=1)
+    submission_id = rows(services, [invitation])[invitation].submission_id
+    with services.database.unit_of_work() as uow:
+        page = partner_page(uow, submission_id, language="de", now=berlin(OPENS, 9))
+    shown = {mail.id: mail.status for mail in page.planned}
+    assert shown[invitation] == "queued"  # "in Versand", not "geplant" with a past due time
+    assert {status for mail_id, status in shown.items() if mail_id != invitation} == {"planned"}
+
+
+# Every combination of what still_owed reads of a submission: the sweep reads a submission only
+# when one of these is set, and must decide exactly as still_owed does with all of them read.
+STATES = ("invited", "opened", "draft", "returned", "submitted", "accepted", "exempted")
+PAUSES = (None, date(2027, 1, 15), date(2027, 3, 1))  # none, over, still running on Feb 1
+
+
+def test_the_sweep_decides_as_still_owed_does_whatever_the_submission_holds(stack, smtp):
+    import itertools
+
+    from workflow.ledger import Verdict, still_owed
+    services = stack()
+    combinations = list(itertools.product(STATES, PAUSES, (False, True)))
+    seed_programme(services, partners=len(combinations), policy=ALL_DAY)
+    with services.database.unit_of_work() as uow:
+        open_cycle(uow, get_programme(uow), 2027, now=berlin(OPENS, 7), opens_on=OPENS,
+                   due_on=date(2027, 4, 30))
+        uow.commit()
+    with services.database.unit_of_work() as uow:
+        ids = list(uow.session.scalars(select(Submission.id).order_by(Submission.id)))
+        for submission_id, (state, paused_until, paused) in zip(ids, combinations):
+            uow.session.execute(update(Submission).where(Submission.id == submission_id).values(
+                state=state, paused_until=paused_until, reminders_paused=paused))
+        uow.commit()
+    with services.database.unit_of_work() as uow:  # a dry run: decides, changes nothing
+        decided = {m.submission_id: m.action for m in sweep(uow, berlin(OPENS), dry_run=True).mails
+                   if m.submission_id is not None}
+    expected = {}
+    for submission_id, (state, paused_until, paused) in zip(ids, combinations):
+        owed = still_owed(needs_open_report=True, state=state, paused_until=paused_until,
+                          part_completed=False, today=OPENS, reminders_paused=paused)
+        if owed.verdict is not Verdict.WAIT:
+            expected[submission_id] = "send" if owed.verdict is Verdict.SEND else "cancel"
+    assert decided == expected
+    assert set(expected.values()) == {"send", "cancel"} and len(expected) < len(ids)
