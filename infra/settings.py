@@ -222,7 +222,7 @@ class Settings:
             sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 300),
             relay_interval_seconds=_int("RELAY_INTERVAL_SECONDS", 30),
             send_lease_seconds=_int("SEND_LEASE_SECONDS", 600),
-            dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 60, least=0),
+            dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 30, least=0),
             send_batch_size=_int("SEND_BATCH_SIZE", 100),
             max_send_attempts=_int("MAX_SEND_ATTEMPTS", 8),
             send_rate_per_second=_rate("SEND_RATE_PER_SECOND", 0),

@@ -493,14 +493,19 @@ def outbox_paused_until(database: Database, wall: datetime) -> datetime | None:
 
 def _release(service: MailService, token: str, ids: list[int], reason: str,
              report: DeliveryReport):
-    """The server is away: pause the outbox; our claimed rows wait without losing an attempt."""
+    """The server is away: pause the outbox; our claimed rows wait without losing an attempt.
+
+    Only a failure after the pause ran out lengthens it: the other workers that found the server
+    away at the same moment are not more evidence (four of them at once made a first pause of
+    four minutes)."""
     wall = utcnow()
     with service.database.unit_of_work() as uow:
         outbox = uow.session.get(Outbox, OUTBOX_ID, with_for_update=True)  # made by migration
         first = outbox.paused_since is None
-        outbox.failures += 1
+        if outbox.paused_until is None or outbox.paused_until <= wall:
+            outbox.failures += 1
+            outbox.paused_until = wall + pause_length(outbox.failures)
         outbox.paused_since = outbox.paused_since or wall
-        outbox.paused_until = wall + pause_length(outbox.failures)
         outbox.reason = EMAIL_ADDRESS.sub("<address>", reason)[:2000]
         uow.session.execute(
             update(Notification)

@@ -4,6 +4,7 @@ the send window, a pause, a finished member part, a mail that cannot be composed
 the minimum gap between two mails. Each test asserts on the ledger and on what the server got."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from contextlib import contextmanager
@@ -255,6 +256,38 @@ def test_a_weekend_without_a_mail_server_loses_nothing_and_burns_no_attempt(stac
         assert len(message_ids(handler)) == 4
     assert len(events(services, EventKind.OUTBOX_RESUMED)) == 1
     assert len(events(services, EventKind.OUTBOX_PAUSED)) == 1  # one pause, not 289
+
+
+class MeetsTheOthers:
+    """A transport that lets every worker reach the server at the same moment."""
+
+    def __init__(self, transport, workers: int):
+        self.transport, self.barrier = transport, threading.Barrier(workers, timeout=10)
+
+    def connect(self):
+        self.barrier.wait()
+        return self.transport.connect()
+
+
+def test_workers_that_find_the_server_away_at_once_pause_the_outbox_once(stack):
+    """Four processes failing within the same moment are one failure, not four: the first pause
+    stays 30 s and does not grow to four minutes."""
+    services = stack(port=free_port())  # nothing listens there
+    ids = open_and_queue(services, partners=4)
+    gate = MeetsTheOthers(services.mail.transport, workers=4)
+    workers = [dataclasses.replace(services.mail, transport=gate) for _ in range(4)]
+    threads = [threading.Thread(target=deliver, args=(worker, [one]))
+               for worker, one in zip(workers, ids)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with services.database.unit_of_work() as uow:
+        outbox = uow.session.get(Outbox, 1)
+        assert outbox.failures == 1
+        assert outbox.paused_until - outbox.paused_since <= timedelta(seconds=31)
+    assert statuses(services, rung="invitation") == {"queued": 4}
+    assert {n.attempts for n in rows(services, ids).values()} == {0}
 
 
 def test_a_refused_login_pauses_the_outbox_instead_of_failing_mails(stack):
