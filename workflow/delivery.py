@@ -136,7 +136,10 @@ def pause_length(failures: int) -> timedelta:
 
 def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = None
             ) -> DeliveryReport:
-    """Send the given ledger rows over one connection, recording each as it leaves."""
+    """Send the given ledger rows over one connection, recording each as it leaves, in the order
+    of their ids: of a batch whose worker died, only the first row still being sent can have
+    been in flight."""
+    ids = sorted(set(ids))
     report = DeliveryReport()
     if outbox_paused_until(service.database, utcnow()) is not None:
         report.passed.extend(ids)  # the relay hands them out again when the pause ends
@@ -224,11 +227,11 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
             .with_for_update(skip_locked=True))}
         handed = handed_over(uow, [n.id for n in rows.values()
                                    if n.status == NotificationStatus.PLANNED])
-        claimable, held = [], []
+        claimable, held, in_flight = [], [], {}
         for notification_id in ids:
             notification = rows.get(notification_id)
             if notification is None or not _claimable(service, uow, notification, wall, handed,
-                                                      report):
+                                                      in_flight, report):
                 if notification_id not in report.failed:
                     report.passed.append(notification_id)
                 continue
@@ -288,7 +291,8 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
 
 
 def _claimable(service: MailService, uow: UnitOfWork, notification: Notification,
-               wall: datetime, handed: set[int], report: DeliveryReport) -> bool:
+               wall: datetime, handed: set[int], in_flight: dict[str, int],
+               report: DeliveryReport) -> bool:
     if notification.status == NotificationStatus.PLANNED:
         return notification.id in handed  # the sweep found it due and handed it over
     if notification.status == NotificationStatus.QUEUED:
@@ -296,8 +300,17 @@ def _claimable(service: MailService, uow: UnitOfWork, notification: Notification
     if (notification.status != NotificationStatus.SENDING or notification.claimed_at is None
             or notification.claimed_at >= wall - timedelta(seconds=service.lease_seconds)):
         return False
-    # The claim outlived its lease: its worker died mid-send. Taking it over counts as an
-    # attempt, so a mail that kills every worker that sends it is parked after max_attempts.
+    # The claim outlived its lease: its worker died mid-send. Its batch went in the order of the
+    # ids and each mail was recorded as it left, so of the rows still being sent under that claim
+    # only the first can have been in flight: it alone may have reached the server (a possible
+    # duplicate) and counts as an attempt, so a mail that kills every worker that sends it is
+    # parked after max_attempts. The others were never tried.
+    token = notification.claim_token
+    if token not in in_flight:
+        in_flight[token] = uow.session.scalar(select(func.min(Notification.id)).where(
+            Notification.claim_token == token, Notification.status == NotificationStatus.SENDING))
+    if notification.id != in_flight[token]:
+        return True
     notification.takeovers += 1
     notification.attempts += 1
     if notification.attempts >= service.max_attempts:
