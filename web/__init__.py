@@ -5,8 +5,7 @@ import re
 from pathlib import Path
 
 from babel import Locale
-from flask import (Flask, current_app, g, jsonify, redirect, render_template, request,
-                   session)
+from flask import Flask, current_app, g, redirect, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -19,12 +18,6 @@ from infra.settings import Settings
 from web.forms import Request
 from web.ratelimit import FailedLookupLimit
 from workflow.errors import DomainError
-
-# What the JSON API (/api/…) answers where a person would get an error page.
-API_ERRORS = {400: ("bad_request", "bad request"), 404: ("not_found", "not found"),
-              405: ("method_not_allowed", "method not allowed"),
-              413: ("too_large", "request too large"),
-              500: ("internal_error", "internal error, logged")}
 
 csrf = CSRFProtect()
 babel = Babel()
@@ -137,10 +130,7 @@ def create_app(settings: Settings, services: Services, *, show_mailbox: bool = F
 
     def error_page(status, title, message):
         if request.path.startswith("/api/"):  # a program asked: it gets JSON it can read
-            error, text = API_ERRORS[status]
-            response = jsonify(error=error, message=text)
-            response.status_code = status
-            return response
+            return api.json_error(status)
         return render_template("error.html", title=title, message=message), status
 
     app.register_error_handler(404, lambda e: error_page(

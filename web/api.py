@@ -43,11 +43,23 @@ def authenticate():
     return _refused("A token is needed: Authorization: Bearer <token>.")
 
 
+# What the API answers where a person would get an error page: a code and a default message.
+ERRORS = {400: ("bad_request", "bad request"), 404: ("not_found", "not found"),
+          405: ("method_not_allowed", "method not allowed"),
+          413: ("too_large", "request too large"),
+          500: ("internal_error", "internal error, logged")}
+
+
+def json_error(status: int, message: str | None = None):
+    error, default = ERRORS[status]
+    response = jsonify(error=error, message=message or default)
+    response.status_code = status
+    return response
+
+
 @bp.errorhandler(404)
 def not_found(error):
-    response = jsonify(error="not_found", message=getattr(error, "description", "not found"))
-    response.status_code = 404
-    return response
+    return json_error(404, getattr(error, "description", None))
 
 
 def _read(function, *args, **kwargs):
@@ -77,9 +89,7 @@ def _page_size() -> int:
 
 @bp.errorhandler(400)
 def bad_request(error):
-    response = jsonify(error="bad_request", message=getattr(error, "description", "bad request"))
-    response.status_code = 400
-    return response
+    return json_error(400, getattr(error, "description", None))
 
 
 @bp.get("/cycles")

@@ -18,9 +18,9 @@ from sqlalchemy.orm import aliased
 from workflow.cycles import policy_of, submitted_share
 from workflow.delivery import EMAIL_ADDRESS, OUTBOX_ID
 from workflow.events import EventKind
-from workflow.models import (Contact, Cycle, Event, ExtensionRequest, ExtensionStatus,
-                             Notification, NotificationStatus, Outbox, Partner, Programme,
-                             Submission)
+from workflow.models import (PLANNED_ROWS, Contact, Cycle, Event, ExtensionRequest,
+                             ExtensionStatus, Notification, NotificationStatus, Outbox, Partner,
+                             Programme, Submission)
 from workflow.policy import Audience, ReportingPolicy, effective_deadline
 from workflow.states import AWAITING_REPORT, SubmissionState
 from workflow.uow import UnitOfWork
@@ -29,7 +29,6 @@ RECENT_EVENTS = 1000
 LIST_LIMIT = 20  # the latest entries shown per list; the counts are always complete
 PLANNED_DAYS = 7
 # Statuses as literals, so that PostgreSQL's prepared plans still use the partial indexes on them.
-PLANNED_ROWS = text("notification.status = 'planned'")
 QUEUED_ROWS = text("notification.status = 'queued'")
 LADDER_DAYS = 42  # the default overdue ladder's length after the deadline (30 working days)
 WITHIN_DAYS = 7  # "submitted within a week of receiving the mail"

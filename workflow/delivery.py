@@ -29,7 +29,7 @@ from workflow.composition import Batch, Letterhead, OutgoingMail, compose
 from workflow.events import EventKind
 from workflow.ledger import (LedgerMove, Verdict, apply, hand_over_again, handed_over, sources,
                              still_owed, take_back, target, window_bound)
-from workflow.models import (AccessToken, Contact, Event, Handover, Notification,
+from workflow.models import (PLANNED_ROWS, AccessToken, Contact, Event, Handover, Notification,
                              NotificationStatus, Outbox, Partner, Submission, utcnow)
 from workflow.policy import in_send_window, next_window_start
 from workflow.redaction import blank_personal_links
@@ -553,7 +553,6 @@ def _resume_outbox(uow: UnitOfWork, wall: datetime):
 
 # As a literal, so that PostgreSQL uses the partial index on the outbox even for a prepared plan.
 IN_THE_OUTBOX = text("notification.status IN ('queued', 'sending')")
-PLANNED = text("notification.status = 'planned'")
 
 
 def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
@@ -590,7 +589,7 @@ def relay(uow: UnitOfWork, *, lease_seconds: int, dispatch_lease_seconds: int,
         uow.dispatch(ids)
     # Hand-overs end when a worker claims the row; those of rows no longer planned go.
     uow.session.execute(delete(Handover).where(~exists().where(
-        Notification.id == Handover.notification_id, PLANNED)))
+        Notification.id == Handover.notification_id, PLANNED_ROWS)))
     again = hand_over_again(uow, list(uow.session.scalars(
         select(Handover.notification_id).where(Handover.handed_at < handed_out_before)
         .order_by(Handover.notification_id).limit(limit))), wall=wall)
@@ -634,7 +633,7 @@ def outbox_state(uow: UnitOfWork, *, failed_limit: int = 50) -> OutboxState:
     counts = dict(uow.session.execute(select(Notification.status, func.count())
                                       .group_by(Notification.status)).all())
     handed = uow.session.scalar(select(func.count()).select_from(Handover).join(
-        Notification, Notification.id == Handover.notification_id).where(PLANNED))
+        Notification, Notification.id == Handover.notification_id).where(PLANNED_ROWS))
     outbox = uow.session.get(Outbox, OUTBOX_ID)
     failed = uow.session.execute(
         select(Notification.id, Notification.rung, Notification.last_error, Partner.name)

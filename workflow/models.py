@@ -217,6 +217,10 @@ class Event(Base):
     payload: Mapped[dict | None] = mapped_column(JSON)
 
 
+# Rows waiting for their due time, as a literal: a bound parameter would keep PostgreSQL's generic
+# plan of a prepared statement from using the partial index on planned rows.
+PLANNED_ROWS = text("notification.status = 'planned'")
+
 # Ladder mails to a partner that left or are leaving: the minimum gap between two is measured
 # from them (a partial index keeps them apart from the rows still planned or long cancelled).
 LADDER_MAIL_OUT = ("needs_open_report AND audience <> 'coordinators' "

@@ -12,8 +12,8 @@ from sqlalchemy import exists, func, insert, or_, select, text, union_all, updat
 from workflow.events import EventKind
 from workflow.ledger import (LedgerMove, Verdict, apply_to_ids, hand_over, still_owed,
                              window_bound)
-from workflow.models import (LADDER_MAIL_OUT, Cycle, Event, Handover, MemberPart, Notification,
-                             Partner, Programme, Submission, utcnow)
+from workflow.models import (LADDER_MAIL_OUT, PLANNED_ROWS, Cycle, Event, Handover, MemberPart,
+                             Notification, Partner, Programme, Submission, utcnow)
 from workflow.policy import (Audience, DueRung, ReportingPolicy, choose_rungs_to_send,
                              in_send_window)
 from workflow.states import AWAITING_REPORT, SubmissionState
@@ -59,7 +59,6 @@ class SweepResult:
                 "mails": [m.to_dict() for m in self.mails]}
 
 
-PLANNED_ROWS = text("notification.status = 'planned'")
 
 
 def sweep(uow: UnitOfWork, now: datetime, *, dry_run: bool = False) -> SweepResult:
@@ -225,8 +224,6 @@ def _due_rows(uow: UnitOfWork, now: datetime) -> list[_DueRow]:
                Notification.needs_open_report, Notification.cycle_id, Cycle.programme_id,
                Cycle.reminders_paused, _DECIDING_SUBMISSION)
         .join(Cycle, Cycle.id == Notification.cycle_id)
-        # The status as a literal: a bound parameter would keep PostgreSQL's generic plan of a
-        # prepared statement from using the partial index on planned rows.
         .where(PLANNED_ROWS, Notification.due_at <= now,
                ~exists().where(Handover.notification_id == Notification.id))
         .order_by(Notification.due_at, Notification.id)).all()

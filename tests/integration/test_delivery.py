@@ -510,13 +510,19 @@ def test_a_batch_that_kills_its_worker_every_time_is_parked_after_its_attempts(s
                for e in events(services, EventKind.NOTIFICATION_FAILED))
 
 
-def test_a_replanned_ladder_waits_the_minimum_gap_after_the_last_mail(stack, smtp):
-    services = stack()
+def open_short_cycle(services):
+    """One partner, the default policy, a deadline 9 days after the opening: the 7-days reminder
+    falls due two days after the invitation."""
     seed_programme(services, partners=1, policy=ReportingPolicy())
     with services.database.unit_of_work() as uow:
         open_cycle(uow, get_programme(uow), 2027, now=berlin(OPENS, 7), opens_on=OPENS,
                    due_on=date(2027, 2, 12))
         uow.commit()
+
+
+def test_a_replanned_ladder_waits_the_minimum_gap_after_the_last_mail(stack, smtp):
+    services = stack()
+    open_short_cycle(services)
     monday = date(2027, 2, 1)
     with services.database.unit_of_work() as uow:
         sweep(uow, berlin(monday))  # the invitation goes on Monday

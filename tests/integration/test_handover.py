@@ -10,12 +10,11 @@ from sqlalchemy import select, update
 from tasks.scheduler import relay_outbox
 from tests.integration.conftest import berlin, seed_programme
 from tests.integration.test_delivery import (ALL_DAY, OPENS, Holding, message_ids, open_and_queue,
-                                             rows, stack, statuses)
+                                             open_short_cycle, rows, stack, statuses)
 from workflow.coordination import pause_reminders, resume_reminders
 from workflow.cycles import get_programme, open_cycle
 from workflow.delivery import deliver, outbox_state
 from workflow.models import Handover, Notification, Submission
-from workflow.policy import ReportingPolicy
 from workflow.sweep import sweep
 
 __all__ = ["stack"]  # the fixture, shared with the delivery tests
@@ -137,11 +136,7 @@ def test_a_submission_cancels_its_handed_over_invitation_before_a_worker_claims_
 
 def test_the_minimum_gap_counts_a_mail_handed_over_and_not_yet_sent(stack, smtp):
     services = stack()
-    seed_programme(services, partners=1, policy=ReportingPolicy())
-    with services.database.unit_of_work() as uow:
-        open_cycle(uow, get_programme(uow), 2027, now=berlin(OPENS, 7), opens_on=OPENS,
-                   due_on=date(2027, 2, 12))
-        uow.commit()
+    open_short_cycle(services)
     monday = date(2027, 2, 1)
     result, [invitation] = sweep_holding(services, berlin(monday))
     assert result.count("send") == 1  # handed over; no worker has taken it (a long backlog)
