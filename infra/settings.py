@@ -117,7 +117,7 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
-def _int(name: str, default: int, *, least: int = 1) -> int:
+def _int(name: str, default: int, *, least: int = 1, most: int | None = None) -> int:
     raw = _env(name, str(default))
     try:
         value = int(raw)
@@ -125,6 +125,8 @@ def _int(name: str, default: int, *, least: int = 1) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if value < least:
         raise ConfigError(f"{name} must be at least {least}, not {value}")
+    if most is not None and value > most:
+        raise ConfigError(f"{name} must be at most {most}, not {value}")
     return value
 
 
@@ -223,7 +225,9 @@ class Settings:
             relay_interval_seconds=_int("RELAY_INTERVAL_SECONDS", 30),
             send_lease_seconds=_int("SEND_LEASE_SECONDS", 600),
             dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 30, least=0),
-            send_batch_size=_int("SEND_BATCH_SIZE", 100),
+            # A batch holds one lock per mail on PostgreSQL, whose lock table has room for 64
+            # per connection by default (see uow.MAIL_LOCKS).
+            send_batch_size=_int("SEND_BATCH_SIZE", 100, most=500),
             max_send_attempts=_int("MAX_SEND_ATTEMPTS", 8),
             send_rate_per_second=_rate("SEND_RATE_PER_SECOND", 0),
             send_burst=max(1, _int("SEND_BURST", 1)),

@@ -115,6 +115,8 @@ def pause_reminders(uow: UnitOfWork, submission_id: int, *, now: datetime, actor
     if submission.reminders_paused == paused:
         raise NotNow("Die Erinnerungen sind bereits pausiert." if paused else
                      "Die Erinnerungen sind nicht pausiert.")
+    if paused:
+        uow.wait_for_mail_in_flight(submission.id)  # no reminder after the pause's commit
     submission.reminders_paused = paused
     record(uow, submission, EventKind.REMINDERS_PAUSED if paused else EventKind.REMINDERS_RESUMED,
            now, actor, scope="submission")

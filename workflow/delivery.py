@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import (JSON, String, and_, bindparam, case, cast, delete, exists, func,
-                        literal, or_, select, text, update)
+from sqlalchemy import (JSON, Boolean, String, and_, bindparam, case, cast, delete, exists,
+                        func, literal, or_, select, text, update)
 
 from workflow.composition import Batch, Letterhead, OutgoingMail, compose
 from workflow.events import EventKind
@@ -33,7 +33,7 @@ from workflow.models import (PLANNED_ROWS, AccessToken, Contact, Event, Handover
                              NotificationStatus, Outbox, Partner, Submission, utcnow)
 from workflow.policy import in_send_window, next_window_start
 from workflow.redaction import blank_personal_links
-from workflow.uow import Database, Recorder, UnitOfWork
+from workflow.uow import Database, Recorder, UnitOfWork, release_mail_lock
 
 log = logging.getLogger(__name__)
 EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")  # kept out of logs
@@ -138,20 +138,27 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
             ) -> DeliveryReport:
     """Send the given ledger rows over one connection, recording each as it leaves, in the order
     of their ids: of a batch whose worker died, only the first row still being sent can have
-    been in flight."""
+    been in flight.
+
+    From before the claim until each mail is recorded, the worker holds the mail lock of the
+    submission it goes to (``uow.MAIL_LOCKS``): a partner who submits meanwhile waits for the
+    mail, and a row whose submission is being changed right now is passed, for the relay to
+    hand out again after that change."""
     ids = sorted(set(ids))
     report = DeliveryReport()
     if outbox_paused_until(service.database, utcnow()) is not None:
         report.passed.extend(ids)  # the relay hands them out again when the pause ends
         return report
-    token, mails = _claim(service, ids, as_of, report)
-    owned = {notification_id for notification_id, _ in mails}
-    # A mail's record renews the claim once a sixth of the lease has passed: far from expiry.
-    renew_every = timedelta(seconds=service.lease_seconds / 6)
-    renewed_at, resumed = utcnow(), False
-    connection_cm = connection = None
     recorder = service.database.recorder()
+    connection_cm = connection = None
     try:
+        locks, busy = recorder.hold_mail_locks(ids) if recorder.single_statements else ({}, set())
+        token, mails = _claim(service, ids, as_of, report, busy)
+        owned = {notification_id for notification_id, _ in mails}
+        recorder.release_mail_locks([locks.pop(i) for i in list(locks) if i not in owned])
+        # A mail's record renews the claim once a sixth of the lease has passed: far from expiry.
+        renew_every = timedelta(seconds=service.lease_seconds / 6)
+        renewed_at, resumed = utcnow(), False
         for position, (notification_id, mail) in enumerate(mails):
             if notification_id not in owned:
                 report.lost.append(notification_id)
@@ -189,7 +196,11 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                 renew = utcnow() - renewed_at >= renew_every
                 recorded, still_ours = _record_sent(
                     service, recorder, token, notification_id, mail, refused,
-                    rest if renew else [], resume=not resumed)
+                    rest if renew else [], resume=not resumed, lock=locks.get(notification_id))
+                if recorded or recorder.retried:  # (a lost connection took its locks along)
+                    locks.pop(notification_id, None)
+                if recorder.retried:
+                    locks.clear()
                 if recorded:
                     report.sent.append(notification_id)
                 else:
@@ -203,7 +214,7 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
     finally:
         if connection_cm is not None:
             _close(connection_cm)
-        recorder.close()
+        recorder.close()  # and with it every lock still held
     return report
 
 
@@ -215,8 +226,9 @@ def _close(connection_cm):
 
 
 def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
-           report: DeliveryReport) -> tuple[str, list[tuple[int, OutgoingMail]]]:
-    """Lock the rows, re-check each, compose it, and mark it 'sending' under one token."""
+           report: DeliveryReport, busy: set[int]) -> tuple[str, list[tuple[int, OutgoingMail]]]:
+    """Lock the rows, re-check each, compose it, and mark it 'sending' under one token; pass
+    the ``busy`` ones (their submission is being changed)."""
     wall = utcnow()
     instant = as_of or wall
     token = secrets.token_hex(16)
@@ -229,7 +241,7 @@ def _claim(service: MailService, ids: Sequence[int], as_of: datetime | None,
                                    if n.status == NotificationStatus.PLANNED])
         claimable, held, in_flight = [], [], {}
         for notification_id in ids:
-            notification = rows.get(notification_id)
+            notification = None if notification_id in busy else rows.get(notification_id)
             if notification is None or not _claimable(service, uow, notification, wall, handed,
                                                       in_flight, report):
                 if notification_id not in report.failed:
@@ -378,7 +390,9 @@ RECORD_SENT_WITH_EVENT = (
         case((_SENT.c.takeovers > 0,
               cast(bindparam("event_payload_duplicate", type_=String), JSON)),
              else_=cast(bindparam("event_payload", type_=String), JSON))))
-    .returning(EVENTS.c.id))
+    # The mail's lock goes with its record (see deliver).
+    .returning(EVENTS.c.id, release_mail_lock(EVENTS.c.submission_id,
+                                              bindparam("release", type_=Boolean))))
 
 SENT_UNDER_CLAIM = (
     select(NOTIFICATIONS.c.id)
@@ -413,10 +427,10 @@ def sent_copy(mail: OutgoingMail) -> dict:
 
 def _record_sent(service: MailService, recorder: Recorder, token: str, notification_id: int,
                  mail: OutgoingMail, refused: dict[str, str], rest: list[int], *,
-                 resume: bool) -> tuple[bool, set[int]]:
+                 resume: bool, lock: int | None) -> tuple[bool, set[int]]:
     """Record one mail as sent under our claim, with its event, and commit; renew the claim on
-    ``rest`` of the batch. Returns whether the claim was still ours, and the ids of ``rest``
-    that are."""
+    ``rest`` of the batch; let go of the mail's ``lock`` (its submission's id) once recorded.
+    Returns whether the claim was still ours, and the ids of ``rest`` that are."""
     wall = utcnow()
     record = {"notification_id": notification_id, "token": token, "wall": wall,
               "refused": refused or None, **sent_copy(mail)}
@@ -425,7 +439,8 @@ def _record_sent(service: MailService, recorder: Recorder, token: str, notificat
             **record,
             "event_payload": json.dumps(sent_payload(mail.rung, mail.message_id)),
             "event_payload_duplicate": json.dumps(sent_payload(mail.rung, mail.message_id,
-                                                         takeovers=1))})
+                                                         takeovers=1)),
+            "release": lock is not None})
         if row is None and recorder.retried:
             # The first try committed before its reply was lost: the row is ours and sent.
             row = recorder.execute(SENT_UNDER_CLAIM, record)
@@ -448,6 +463,8 @@ def _record_sent(service: MailService, recorder: Recorder, token: str, notificat
         if resume:  # the first mail through ends a pause another worker may have begun
             _resume_outbox(uow, wall)
         uow.commit()
+    if row is not None and lock is not None:
+        recorder.release_mail_locks([lock])
     return row is not None, owned
 
 

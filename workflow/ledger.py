@@ -292,7 +292,9 @@ def queue_now(uow: UnitOfWork, row: Notification, now: datetime, *, wall: dateti
 
 
 def cancel_open_rungs(uow: UnitOfWork, submission_id: int, reason: str) -> int:
-    """A settled submission's planned rungs will never be sent (queued ones are re-checked)."""
+    """A settled submission's planned rungs will never be sent (queued ones are re-checked); a
+    mail being sent to it is waited for, so none leaves after the commit."""
+    uow.wait_for_mail_in_flight(submission_id)
     return uow.session.execute(
         update(Notification)
         .where(Notification.submission_id == submission_id,

@@ -19,7 +19,7 @@ from workflow.uow import UnitOfWork
 def _load_part(uow: UnitOfWork, part_id: int,
                expected_version: int) -> tuple[MemberPart, Submission]:
     part = uow.session.scalars(select(MemberPart).where(MemberPart.id == part_id)
-                               .with_for_update()).first()
+                               .with_for_update(key_share=True)).first()
     if part is None:
         raise NotFound("Diesen Teil gibt es nicht.")
     if part.version != expected_version:
@@ -47,6 +47,7 @@ def complete_member_part(uow: UnitOfWork, part_id: int, *, expected_version: int
                    language=language)
     if errors:
         raise IncompleteReport(errors)
+    uow.wait_for_mail_in_flight(submission.id)  # no invitation after the part's commit
     part.completed_at, part.updated_at = now, now
     part.version += 1
     record(uow, submission, EventKind.MEMBER_PART_COMPLETED, now, actor, member=part.partner.name)

@@ -105,6 +105,7 @@ def declare_intent(uow: UnitOfWork, submission_id: int, *, intent: str, now: dat
         policy = policy_of(submission.cycle.programme)
         if (until - effective_deadline(policy, submission.due_on)).days > 90:
             raise RequestProblems({"until": partner_message("too_far", language)})
+        uow.wait_for_mail_in_flight(submission.id)  # no reminder after the pause's commit
         submission.paused_until = until
     elif intent == "cannot_report":
         if not reason:

@@ -52,7 +52,9 @@ def load_submission(uow: UnitOfWork, submission_id: int, *, for_update: bool = F
                 return submission
     query = select(Submission).where(Submission.id == submission_id)
     if for_update:
-        query = query.with_for_update()
+        # Not FOR UPDATE: rows that refer to it (a worker's events and links) need not wait,
+        # as a change that waits for a mail in flight (uow.MAIL_LOCKS) would wait on them.
+        query = query.with_for_update(key_share=True)
     submission = session.scalars(query).first()
     if submission is None:
         raise NotFound("Diese Meldung gibt es nicht.")
@@ -201,7 +203,8 @@ def _link_query(for_update: bool, with_template: bool, with_context: bool):
     if with_template:  # its definition only if this process has not parsed it yet
         query = query.options(joinedload(Submission.template).defer(ReportTemplate.definition))
     if for_update:  # fresh values under the lock, even for a row the session holds
-        query = query.with_for_update(of=Submission).execution_options(populate_existing=True)
+        query = query.with_for_update(of=Submission, key_share=True).execution_options(
+            populate_existing=True)
     return query
 
 

@@ -8,7 +8,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
-from sqlalchemy import ARRAY, CompoundSelect, Select, any_, bindparam, create_engine, event, text
+from sqlalchemy import (ARRAY, CompoundSelect, Select, any_, bindparam, case, create_engine, event,
+                        func, literal_column, text)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -236,6 +237,12 @@ class UnitOfWork:
             ids = list(notification_ids)
             self.after_commit(lambda: self.database.dispatcher.send_notifications(ids, as_of))
 
+    def wait_for_mail_in_flight(self, submission_id: int):
+        """Wait until no worker is sending a mail to this submission, and let none claim one
+        until this transaction ends (see ``MAIL_LOCKS``)."""
+        if self.database.is_postgres:
+            self.session.execute(_WAIT_FOR_MAIL_IN_FLIGHT, {"submission_id": submission_id})
+
     def lock(self, name: str):
         """Serialise a use case across processes for the rest of this transaction."""
         if self.database.is_postgres:
@@ -244,6 +251,34 @@ class UnitOfWork:
         else:
             # SQLite transactions here start with BEGIN IMMEDIATE: the write lock is already held.
             self.session.execute(text("SELECT 1"))
+
+
+# A worker holds a submission's mail lock, shared, from claiming a mail to it until that mail is
+# recorded; a change that ends the submission's mails takes it exclusively for its transaction.
+# So that change waits for a mail being sent, and no mail is claimed before the change commits:
+# no mail leaves after it. PostgreSQL advisory locks in a key space of their own (two int4
+# keys: this constant and the submission's id); the worker's are session locks on its recorder's
+# connection, which outlive its autocommit statements. SQLite has no such locks (its embedded
+# default serves one process).
+MAIL_LOCKS = 1380122625
+_WAIT_FOR_MAIL_IN_FLIGHT = text(
+    f"SELECT pg_advisory_xact_lock({MAIL_LOCKS}, CAST(:submission_id AS integer))")
+# Tried, never waited for: a worker must not wait on a transaction that may wait on it.
+_HOLD_MAIL_LOCKS = text(
+    f"SELECT id, submission_id, pg_try_advisory_lock_shared({MAIL_LOCKS}, submission_id) "
+    "FROM notification WHERE id = ANY(CAST(:ids AS integer[])) AND needs_open_report "
+    "AND submission_id IS NOT NULL")
+_RELEASE_MAIL_LOCKS = text(
+    f"SELECT count(pg_advisory_unlock_shared({MAIL_LOCKS}, submission_id)) "
+    "FROM unnest(CAST(:submission_ids AS integer[])) AS submission_id")
+_RELEASE_EVERY_LOCK = text("SELECT pg_advisory_unlock_all()")
+
+
+def release_mail_lock(submission_id, release):
+    """An expression that lets go of one mail lock when ``release`` is true, for a statement
+    that records the mail (so the release costs no round trip of its own)."""
+    return case((release, func.pg_advisory_unlock_shared(literal_column(str(MAIL_LOCKS)),
+                                                         submission_id)))
 
 
 class Recorder:
@@ -263,6 +298,7 @@ class Recorder:
         self.single_statements = database.is_postgres
         self.connection = None
         self.retried = False
+        self._may_hold_locks = False
 
     def __enter__(self) -> "Recorder":
         return self
@@ -271,12 +307,42 @@ class Recorder:
         self.close()
 
     def close(self):
+        """Give the connection back, without a lock: session locks would outlive its checkout."""
+        if self.connection is None:
+            return
+        if self._may_hold_locks:
+            try:
+                self.execute(_RELEASE_EVERY_LOCK, {})
+            except Exception:
+                log.warning("letting go of the mail locks failed: closing their connection",
+                            exc_info=True)
+                if self.connection is not None:
+                    self.connection.invalidate()
+            self._may_hold_locks = False
         if self.connection is not None:
             self.connection.close()
             self.connection = None
 
-    def execute(self, statement, parameters: dict):
-        """The statement's first row (a tuple), or None; committed."""
+    def hold_mail_locks(self, notification_ids: Sequence[int]) -> tuple[dict[int, int], set[int]]:
+        """Take the mail locks (``MAIL_LOCKS``) of the rows that need an open report: the rows
+        held, each with its submission, and the rows whose submission is being changed now."""
+        held, busy = {}, set()
+        self._may_hold_locks = True
+        for notification_id, submission_id, taken in self.execute(
+                _HOLD_MAIL_LOCKS, {"ids": list(notification_ids)}, every_row=True):
+            if taken:
+                held[notification_id] = submission_id
+            else:
+                busy.add(notification_id)
+        return held, busy
+
+    def release_mail_locks(self, submission_ids: Sequence[int]):
+        """Let go of one mail lock per id (a submission held twice is named twice)."""
+        if submission_ids:
+            self.execute(_RELEASE_MAIL_LOCKS, {"submission_ids": list(submission_ids)})
+
+    def execute(self, statement, parameters: dict, *, every_row: bool = False):
+        """The statement's first row (a tuple), or None, or ``every_row``; committed."""
         self.retried = False
         dialect = self.engine.dialect
         prepared = _prepared(statement, dialect)
@@ -287,7 +353,7 @@ class Recorder:
                     isolation_level="AUTOCOMMIT")
             driver_connection = self.connection.connection.driver_connection
             try:
-                return self._run(driver_connection, prepared.sql, values)
+                return self._run(driver_connection, prepared.sql, values, every_row)
             except dialect.loaded_dbapi.Error as exc:
                 if not dialect.is_disconnect(exc, driver_connection, None) or attempt == 2:
                     raise
@@ -300,10 +366,12 @@ class Recorder:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _run(driver_connection, sql: str, values: dict):
+    def _run(driver_connection, sql: str, values: dict, every_row: bool):
         with driver_connection.cursor() as cursor:
             cursor.execute(sql, values, prepare=True)
-            return cursor.fetchone() if cursor.description else None
+            if cursor.description is None:
+                return None
+            return cursor.fetchall() if every_row else cursor.fetchone()
 
 
 @lru_cache(maxsize=32)

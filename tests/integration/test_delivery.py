@@ -217,8 +217,10 @@ def test_a_record_whose_reply_was_lost_after_its_commit_counts_as_sent(stack, sm
     statements = []
     run = Recorder._run
 
-    def loses_the_third_reply(driver_connection, sql, values):
-        row = run(driver_connection, sql, values)  # autocommit: committed
+    def loses_the_third_reply(driver_connection, sql, values, every_row):
+        row = run(driver_connection, sql, values, every_row)  # autocommit: committed
+        if "INSERT INTO event" not in sql:  # not a record (the mail locks)
+            return row
         statements.append(sql)
         if len(statements) == 3:
             driver_connection.close()

@@ -46,3 +46,10 @@ def test_a_count_that_would_stop_all_mail_is_refused(monkeypatch, tmp_path, name
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"{name} must be at least 1"):
         Settings.from_env()
+
+
+def test_a_batch_larger_than_the_lock_table_allows_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("SEND_BATCH_SIZE", "5000")
+    with pytest.raises(ConfigError, match="SEND_BATCH_SIZE must be at most 500, not 5000"):
+        Settings.from_env()
