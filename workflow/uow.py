@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -239,9 +240,19 @@ class UnitOfWork:
 
     def wait_for_mail_in_flight(self, submission_id: int):
         """Wait until no worker is sending a mail to this submission, and let none claim one
-        until this transaction ends (see ``MAIL_LOCKS``)."""
-        if self.database.is_postgres:
-            self.session.execute(_WAIT_FOR_MAIL_IN_FLIGHT, {"submission_id": submission_id})
+        until this transaction ends (see ``MAIL_LOCKS``). A mail still on its way after
+        ``MAIL_WAIT_SECONDS`` (a slow server, a throttled batch) is not waited for longer: the
+        change goes ahead, and says so."""
+        if not self.database.is_postgres:
+            return
+        deadline = time.monotonic() + MAIL_WAIT_SECONDS
+        while not self.session.scalar(_TAKE_MAIL_LOCK, {"submission_id": submission_id}):
+            if time.monotonic() >= deadline:
+                log.warning("a mail to submission %s was still being sent after %s s: the "
+                            "change goes ahead, and that mail may arrive after it",
+                            submission_id, MAIL_WAIT_SECONDS)
+                return
+            time.sleep(0.02)
 
     def lock(self, name: str):
         """Serialise a use case across processes for the rest of this transaction."""
@@ -261,8 +272,10 @@ class UnitOfWork:
 # connection, which outlive its autocommit statements. SQLite has no such locks (its embedded
 # default serves one process).
 MAIL_LOCKS = 1380122625
-_WAIT_FOR_MAIL_IN_FLIGHT = text(
-    f"SELECT pg_advisory_xact_lock({MAIL_LOCKS}, CAST(:submission_id AS integer))")
+MAIL_WAIT_SECONDS = 10.0
+# Tried and tried again rather than waited for in the database, so the wait has an end.
+_TAKE_MAIL_LOCK = text(
+    f"SELECT pg_try_advisory_xact_lock({MAIL_LOCKS}, CAST(:submission_id AS integer))")
 # Tried, never waited for: a worker must not wait on a transaction that may wait on it.
 _HOLD_MAIL_LOCKS = text(
     f"SELECT id, submission_id, pg_try_advisory_lock_shared({MAIL_LOCKS}, submission_id) "

@@ -4,6 +4,7 @@ a real SMTP server (aiosmtpd) that holds a mail at DATA until the test lets it t
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from workflow.delivery import deliver
 from workflow.models import Notification, Submission, utcnow
 from workflow.states import Action
 from workflow.submissions import apply_action
+import workflow.uow
 from workflow.uow import MAIL_LOCKS
 
 __all__ = ["stack"]  # the fixture, shared with the delivery tests
@@ -147,3 +149,30 @@ def test_a_reminder_whose_partner_is_submitting_right_now_is_passed_and_then_can
         assert uow.session.scalar(select(Notification.status).where(
             Notification.id == reminder)) == "cancelled"
     assert mail_locks_held(services) == 0
+
+
+def test_a_mail_stuck_at_a_slow_server_holds_the_submission_up_only_so_long(stack, monkeypatch,
+                                                                          caplog):
+    monkeypatch.setattr(workflow.uow, "MAIL_WAIT_SECONDS", 0.5)
+    caplog.set_level(logging.WARNING, logger="workflow.uow")
+    with gated_smtp() as (server, handler):
+        services = stack(port=server.port)
+        reminder, submission_id = invited_and_reminder_due(services)
+        handler.gate.clear()
+        handler.at_data.clear()
+        sending, sent = in_thread(deliver, services.mail, [reminder], as_of=REMINDER_DAY)
+        assert handler.at_data.wait(10)
+        started = time.monotonic()
+        # (Its receipt, sent once it commits, waits at the gate like the reminder.)
+        submitting, _ = in_thread(submit, services, submission_id)
+        while state_of(services, submission_id) != "submitted":
+            assert time.monotonic() - started < 10
+            time.sleep(0.05)
+        assert time.monotonic() - started >= 0.5
+        assert f"a mail to submission {submission_id} was still being sent after 0.5 s" in (
+            caplog.text)
+        handler.gate.set()
+        sending.join(10)
+        submitting.join(10)
+        assert sent["result"].sent == [reminder]
+        assert sorted(handler.rungs()) == ["invitation", "receipt", "reminder-28"]
