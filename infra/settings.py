@@ -225,8 +225,8 @@ class Settings:
             relay_interval_seconds=_int("RELAY_INTERVAL_SECONDS", 30),
             send_lease_seconds=_int("SEND_LEASE_SECONDS", 600),
             dispatch_lease_seconds=_int("DISPATCH_LEASE_SECONDS", 30, least=0),
-            # A batch holds one lock per mail on PostgreSQL, whose lock table has room for 64
-            # per connection by default (see uow.MAIL_LOCKS).
+            # A batch holds one lock per mail on PostgreSQL, whose lock table is shared by all
+            # connections: 64 × max_connections entries by default (see uow.MAIL_LOCKS).
             send_batch_size=_int("SEND_BATCH_SIZE", 100, most=500),
             max_send_attempts=_int("MAX_SEND_ATTEMPTS", 8),
             send_rate_per_second=_rate("SEND_RATE_PER_SECOND", 0),

@@ -26,11 +26,15 @@ log = logging.getLogger(__name__)
 class DeliverInProcess:
     """After commit, send right here in this process (CLI rehearsals without a worker)."""
 
-    def __init__(self, mail: MailService):
+    def __init__(self, mail: MailService, batch_size: int):
         self.mail = mail
+        self.batch_size = batch_size
 
     def send_notifications(self, ids, as_of: datetime | None = None):
-        deliver(self.mail, ids, as_of)
+        """In batches as a worker takes them (a batch holds a lock per mail)."""
+        ids = list(ids)
+        for start in range(0, len(ids), self.batch_size):
+            deliver(self.mail, ids[start:start + self.batch_size], as_of)
 
     def backlog(self) -> int:
         return 0  # nothing waits anywhere: each hand-over is sent before the call returns
@@ -55,7 +59,7 @@ def build(settings: Settings | None = None, dispatch: str = "celery",
         database.dispatcher = CeleryDispatcher(celery or make_celery(settings),
                                                settings.send_batch_size)
     elif dispatch == "inline":
-        database.dispatcher = DeliverInProcess(mail)
+        database.dispatcher = DeliverInProcess(mail, settings.send_batch_size)
     else:
         database.dispatcher = NoDispatch()
     return Services(settings, database, mail)

@@ -38,6 +38,7 @@ from workflow.uow import Database, Recorder, UnitOfWork, release_mail_lock
 log = logging.getLogger(__name__)
 EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")  # kept out of logs
 OUTBOX_ID = 1
+LOCK_REFRESH_SECONDS = 1.0
 MAX_PAUSE = timedelta(minutes=15)
 
 
@@ -141,9 +142,11 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
     been in flight.
 
     From before the claim until each mail is recorded, the worker holds the mail lock of the
-    submission it goes to (``uow.MAIL_LOCKS``): a partner who submits meanwhile waits for the
-    mail, and a row whose submission is being changed right now is passed, for the relay to
-    hand out again after that change."""
+    submission it goes to (``uow.MAIL_LOCKS``): a row whose submission is being changed right
+    now is passed, for the relay to hand out again after that change; a partner who submits
+    meanwhile waits for the mail on the wire, or, if theirs is further back in the batch, at
+    most ``LOCK_REFRESH_SECONDS`` until the worker lets the change through and hands that mail
+    back unsent."""
     ids = sorted(set(ids))
     report = DeliveryReport()
     if outbox_paused_until(service.database, utcnow()) is not None:
@@ -159,11 +162,25 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
         # A mail's record renews the claim once a sixth of the lease has passed: far from expiry.
         renew_every = timedelta(seconds=service.lease_seconds / 6)
         renewed_at, resumed = utcnow(), False
+        refreshed = time.monotonic()
         for position, (notification_id, mail) in enumerate(mails):
+            if locks and time.monotonic() - refreshed >= LOCK_REFRESH_SECONDS:
+                # A change waiting for one of the unsent mails' reports gets its lock now; that
+                # mail goes back to the outbox unsent, for the claim after the change to decide.
+                refreshed = time.monotonic()
+                waited_for = recorder.refresh_mail_locks(
+                    {i: locks[i] for i, _ in mails[position:] if i in owned and i in locks})
+                if waited_for:
+                    for i in waited_for:
+                        locks.pop(i)
+                    owned -= waited_for
+                    _hand_back(service, token, sorted(waited_for), report)
             if notification_id not in owned:
-                report.lost.append(notification_id)
+                if notification_id not in report.passed:
+                    report.lost.append(notification_id)
+                _let_go(recorder, locks, [notification_id])
                 continue
-            rest = [i for i, _ in mails[position + 1:]]
+            rest = [i for i, _ in mails[position + 1:] if i in owned]
             try:
                 asked = time.monotonic()
                 service.throttle.acquire()
@@ -185,11 +202,13 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
             except PermanentMailError as exc:
                 _record_failure(service, token, notification_id, mail, str(exc), exc.refused,
                                 permanent=True, report=report)
+                _let_go(recorder, locks, [notification_id])
             except TransientMailError as exc:
                 if exc.code in TOO_FAST:
                     service.throttle.slow_down()
                 _record_failure(service, token, notification_id, mail, str(exc), {},
                                 permanent=False, report=report)
+                _let_go(recorder, locks, [notification_id])
                 _close(connection_cm)  # the connection may be broken: start afresh
                 connection_cm = connection = None
             else:
@@ -197,10 +216,12 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                 recorded, still_ours = _record_sent(
                     service, recorder, token, notification_id, mail, refused,
                     rest if renew else [], resume=not resumed, lock=locks.get(notification_id))
-                if recorded or recorder.retried:  # (a lost connection took its locks along)
-                    locks.pop(notification_id, None)
-                if recorder.retried:
-                    locks.clear()
+                if recorded:
+                    locks.pop(notification_id, None)  # let go of with its record
+                else:
+                    _let_go(recorder, locks, [notification_id])
+                if recorder.retried:  # a new connection: the lost one's locks are taken again
+                    refreshed = float("-inf")
                 if recorded:
                     report.sent.append(notification_id)
                 else:
@@ -210,12 +231,32 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                                 mail.message_id)
                 resumed = True
                 if renew:
+                    _let_go(recorder, locks, [i for i in rest if i not in still_ours])
                     owned, renewed_at = still_ours, utcnow()
     finally:
         if connection_cm is not None:
             _close(connection_cm)
         recorder.close()  # and with it every lock still held
     return report
+
+
+def _let_go(recorder: Recorder, locks: dict[int, int], ids: Sequence[int]):
+    """Release the mail locks of rows that will not be sent in this batch."""
+    recorder.release_mail_locks([locks.pop(i) for i in ids if i in locks])
+
+
+def _hand_back(service: MailService, token: str, ids: list[int], report: DeliveryReport):
+    """Claimed rows whose report a change is waiting for go back to the outbox unsent; the relay
+    hands them out again, and the claim after the change decides."""
+    with service.database.unit_of_work() as uow:
+        uow.session.execute(
+            update(Notification)
+            .where(Notification.id.in_(ids), Notification.claim_token == token,
+                   Notification.status == NotificationStatus.SENDING)
+            .values(status=target(LedgerMove.DEFER), not_before=utcnow(), dispatched_at=None)
+            .execution_options(synchronize_session=False))
+        uow.commit()
+    report.passed.extend(ids)
 
 
 def _close(connection_cm):
@@ -431,6 +472,7 @@ def _record_sent(service: MailService, recorder: Recorder, token: str, notificat
     """Record one mail as sent under our claim, with its event, and commit; renew the claim on
     ``rest`` of the batch; let go of the mail's ``lock`` (its submission's id) once recorded.
     Returns whether the claim was still ours, and the ids of ``rest`` that are."""
+    recorder.retried = False  # (the unit of work below does not use the recorder)
     wall = utcnow()
     record = {"notification_id": notification_id, "token": token, "wall": wall,
               "refused": refused or None, **sent_copy(mail)}

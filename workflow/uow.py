@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -12,6 +11,7 @@ from typing import Protocol
 from sqlalchemy import (ARRAY, CompoundSelect, Select, any_, bindparam, case, create_engine, event,
                         func, literal_column, text)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -241,18 +241,25 @@ class UnitOfWork:
     def wait_for_mail_in_flight(self, submission_id: int):
         """Wait until no worker is sending a mail to this submission, and let none claim one
         until this transaction ends (see ``MAIL_LOCKS``). A mail still on its way after
-        ``MAIL_WAIT_SECONDS`` (a slow server, a throttled batch) is not waited for longer: the
-        change goes ahead, and says so."""
+        ``MAIL_WAIT_SECONDS`` (a server that slow) is not waited for longer: the change goes
+        ahead, and says so."""
         if not self.database.is_postgres:
             return
-        deadline = time.monotonic() + MAIL_WAIT_SECONDS
-        while not self.session.scalar(_TAKE_MAIL_LOCK, {"submission_id": submission_id}):
-            if time.monotonic() >= deadline:
-                log.warning("a mail to submission %s was still being sent after %s s: the "
-                            "change goes ahead, and that mail may arrive after it",
-                            submission_id, MAIL_WAIT_SECONDS)
-                return
-            time.sleep(0.02)
+        savepoint = self.session.begin_nested()  # a lock timeout ends only the savepoint
+        try:
+            before = self.session.execute(_WAIT_FOR_MAIL_LOCK, {
+                "submission_id": submission_id,
+                "timeout": f"{round(MAIL_WAIT_SECONDS * 1000)}ms"}).scalar()
+        except OperationalError as exc:
+            savepoint.rollback()
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            log.warning("a mail to submission %s was still being sent after %s s: the change "
+                        "goes ahead, and that mail may arrive after it", submission_id,
+                        MAIL_WAIT_SECONDS)
+            return
+        self.session.execute(_SET_LOCK_TIMEOUT, {"timeout": before})
+        savepoint.commit()
 
     def lock(self, name: str):
         """Serialise a use case across processes for the rest of this transaction."""
@@ -265,17 +272,24 @@ class UnitOfWork:
 
 
 # A worker holds a submission's mail lock, shared, from claiming a mail to it until that mail is
-# recorded; a change that ends the submission's mails takes it exclusively for its transaction.
-# So that change waits for a mail being sent, and no mail is claimed before the change commits:
-# no mail leaves after it. PostgreSQL advisory locks in a key space of their own (two int4
+# recorded, and lets go of it every second to let a waiting change through (the mail then goes
+# back unsent); a change that ends the submission's mails takes it exclusively for its
+# transaction. So that change waits for a mail being sent, and no mail is claimed before the
+# change commits: no mail leaves after it. PostgreSQL advisory locks in a key space of their own (two int4
 # keys: this constant and the submission's id); the worker's are session locks on its recorder's
 # connection, which outlive its autocommit statements. SQLite has no such locks (its embedded
 # default serves one process).
 MAIL_LOCKS = 1380122625
 MAIL_WAIT_SECONDS = 10.0
-# Tried and tried again rather than waited for in the database, so the wait has an end.
-_TAKE_MAIL_LOCK = text(
-    f"SELECT pg_try_advisory_xact_lock({MAIL_LOCKS}, CAST(:submission_id AS integer))")
+LOCK_NOT_AVAILABLE = "55P03"
+# Waited for in the lock's queue, for at most MAIL_WAIT_SECONDS: a change waiting there keeps new
+# claims off the submission (a shared lock is not granted past a waiting exclusive one), and a
+# worker lets it through within a second (Recorder.refresh_mail_locks). The target list runs in
+# order: the timeout in force is read before it is set for the wait.
+_WAIT_FOR_MAIL_LOCK = text(
+    "SELECT current_setting('lock_timeout'), set_config('lock_timeout', :timeout, true), "
+    f"pg_advisory_xact_lock({MAIL_LOCKS}, CAST(:submission_id AS integer))")
+_SET_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :timeout, true)")
 # Tried, never waited for: a worker must not wait on a transaction that may wait on it.
 _HOLD_MAIL_LOCKS = text(
     f"SELECT id, submission_id, pg_try_advisory_lock_shared({MAIL_LOCKS}, submission_id) "
@@ -285,6 +299,13 @@ _RELEASE_MAIL_LOCKS = text(
     f"SELECT count(pg_advisory_unlock_shared({MAIL_LOCKS}, submission_id)) "
     "FROM unnest(CAST(:submission_ids AS integer[])) AS submission_id")
 _RELEASE_EVERY_LOCK = text("SELECT pg_advisory_unlock_all()")
+# Let a waiting change through: each lock released and tried again at once; a change waiting in
+# the lock's queue is granted it on the release, and the try then fails.
+_REFRESH_MAIL_LOCKS = text(
+    f"SELECT notification_id, pg_advisory_unlock_shared({MAIL_LOCKS}, submission_id), "
+    f"pg_try_advisory_lock_shared({MAIL_LOCKS}, submission_id) "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:submission_ids AS integer[])) "
+    "AS held(notification_id, submission_id)")
 
 
 def release_mail_lock(submission_id, release):
@@ -348,6 +369,16 @@ class Recorder:
             else:
                 busy.add(notification_id)
         return held, busy
+
+    def refresh_mail_locks(self, held: dict[int, int]) -> set[int]:
+        """Let changes waiting for these locks (notification id -> submission id) through: the
+        rows whose lock went to such a change, no longer held."""
+        if not held:
+            return set()
+        rows = self.execute(_REFRESH_MAIL_LOCKS, {"ids": list(held),
+                                                  "submission_ids": list(held.values())},
+                            every_row=True)
+        return {notification_id for notification_id, _, taken in rows if not taken}
 
     def release_mail_locks(self, submission_ids: Sequence[int]):
         """Let go of one mail lock per id (a submission held twice is named twice)."""

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select, text, update
 
 from tests.integration.conftest import berlin
-from tests.integration.test_delivery import DUE, OPENS, open_and_queue, rows, stack
+from tests.integration.test_delivery import DUE, OPENS, Holding, open_and_queue, rows, stack
 from tests.integration.test_handover import sweep_holding
 from tests.support.servers import RecordingHandler, free_port
 from workflow.delivery import deliver
@@ -113,8 +113,10 @@ def test_a_partner_who_submits_while_their_reminder_is_being_sent_waits_for_it(s
         # While the reminder is at the server the submission has not committed: it waits.
         assert submitting.is_alive() and state_of(services, submission_id) == "invited"
         handler.gate.set()
-        sending.join(10)
-        submitting.join(10)
+        # At once: its events and links refer to the report, which the waiting change has
+        # locked FOR NO KEY UPDATE (under FOR UPDATE the worker's record would wait on it).
+        submitting.join(3)
+        sending.join(3)
         assert not sending.is_alive() and not submitting.is_alive()
         assert sent["result"].sent == [reminder]
         assert state_of(services, submission_id) == "submitted"
@@ -176,3 +178,36 @@ def test_a_mail_stuck_at_a_slow_server_holds_the_submission_up_only_so_long(stac
         submitting.join(10)
         assert sent["result"].sent == [reminder]
         assert sorted(handler.rungs()) == ["invitation", "receipt", "reminder-28"]
+
+
+def test_a_partner_whose_mail_is_further_back_in_the_batch_is_let_through_within_a_second(
+        stack, smtp):
+    """Eight invitations in one batch to a server that takes 0.4 s a mail. A partner whose mail
+    has been recorded changes at once (its lock went with the record); the one whose mail is
+    last does not wait for the seven before it: the worker lets the change through at its next
+    refresh and hands that mail back unsent, and the next claim cancels it."""
+    services = stack()
+    ids = open_and_queue(services, partners=8)
+    submission_of = {i: n.submission_id for i, n in rows(services, ids).items()}
+    first, last = submission_of[ids[1]], submission_of[ids[-1]]
+    services.database.dispatcher = Holding()  # receipts stay in the outbox: timed are the waits
+    handler = smtp[1]
+    handler.delay = 0.4
+    sending, sent = in_thread(deliver, services.mail, ids, as_of=REMINDER_DAY)
+    while len(handler.messages) < 3:  # the second mail is recorded: the third has left
+        assert sending.is_alive()
+        time.sleep(0.02)
+    started = time.monotonic()
+    submit(services, first)
+    assert time.monotonic() - started < 0.3
+    started = time.monotonic()
+    submit(services, last)
+    assert time.monotonic() - started < 1.0 + 2 * 0.4  # a refresh, at most two mails
+    sending.join(10)
+    report = sent["result"]
+    assert report.passed == [ids[-1]] and len(report.sent) == 7
+    received = {m["envelope_to"][0] for m in handler.messages
+                if m["message"]["X-Reportcycles-Rung"] == "invitation"}
+    assert len(received) == 7
+    assert deliver(services.mail, [ids[-1]], as_of=REMINDER_DAY).cancelled == [ids[-1]]
+    assert mail_locks_held(services) == 0
