@@ -216,15 +216,13 @@ def deliver(service: MailService, ids: Sequence[int], as_of: datetime | None = N
                 recorded, still_ours = _record_sent(
                     service, recorder, token, notification_id, mail, refused,
                     rest if renew else [], resume=not resumed, lock=locks.get(notification_id))
-                if recorded:
-                    locks.pop(notification_id, None)  # let go of with its record
-                else:
-                    _let_go(recorder, locks, [notification_id])
                 if recorder.retried:  # a new connection: the lost one's locks are taken again
                     refreshed = float("-inf")
                 if recorded:
+                    locks.pop(notification_id, None)  # let go of with its record
                     report.sent.append(notification_id)
                 else:
+                    _let_go(recorder, locks, [notification_id])
                     report.lost.append(notification_id)
                     log.warning("mail %s left after its claim was taken over: a second copy "
                                 "with Message-ID %s is possible", notification_id,
@@ -249,14 +247,21 @@ def _hand_back(service: MailService, token: str, ids: list[int], report: Deliver
     """Claimed rows whose report a change is waiting for go back to the outbox unsent; the relay
     hands them out again, and the claim after the change decides."""
     with service.database.unit_of_work() as uow:
-        uow.session.execute(
-            update(Notification)
-            .where(Notification.id.in_(ids), Notification.claim_token == token,
-                   Notification.status == NotificationStatus.SENDING)
-            .values(status=target(LedgerMove.DEFER), not_before=utcnow(), dispatched_at=None)
-            .execution_options(synchronize_session=False))
+        _back_to_the_outbox(uow, token, ids, not_before=utcnow())
         uow.commit()
     report.passed.extend(ids)
+
+
+def _back_to_the_outbox(uow: UnitOfWork, token: str, ids: list[int], *, not_before: datetime,
+                        **values):
+    """Our claimed rows wait in the outbox again, unsent and without losing an attempt."""
+    uow.session.execute(
+        update(Notification)
+        .where(Notification.id.in_(ids), Notification.claim_token == token,
+               Notification.status.in_(sources(LedgerMove.DEFER)))
+        .values(status=target(LedgerMove.DEFER), not_before=not_before, dispatched_at=None,
+                **values)
+        .execution_options(synchronize_session=False))
 
 
 def _close(connection_cm):
@@ -579,13 +584,8 @@ def _release(service: MailService, token: str, ids: list[int], reason: str,
             outbox.paused_until = wall + pause_length(outbox.failures)
         outbox.paused_since = outbox.paused_since or wall
         outbox.reason = EMAIL_ADDRESS.sub("<address>", reason)[:2000]
-        uow.session.execute(
-            update(Notification)
-            .where(Notification.id.in_(ids), Notification.claim_token == token,
-                   Notification.status.in_(sources(LedgerMove.DEFER)))
-            .values(status=target(LedgerMove.DEFER), not_before=outbox.paused_until,
-                    dispatched_at=None, last_error=f"server unavailable: {outbox.reason}"[:2000])
-            .execution_options(synchronize_session=False))
+        _back_to_the_outbox(uow, token, ids, not_before=outbox.paused_until,
+                            last_error=f"server unavailable: {outbox.reason}"[:2000])
         if first:
             uow.session.add(Event(kind=EventKind.OUTBOX_PAUSED, at=wall, actor="worker",
                                   payload={"reason": outbox.reason}))

@@ -275,10 +275,10 @@ class UnitOfWork:
 # recorded, and lets go of it every second to let a waiting change through (the mail then goes
 # back unsent); a change that ends the submission's mails takes it exclusively for its
 # transaction. So that change waits for a mail being sent, and no mail is claimed before the
-# change commits: no mail leaves after it. PostgreSQL advisory locks in a key space of their own (two int4
-# keys: this constant and the submission's id); the worker's are session locks on its recorder's
-# connection, which outlive its autocommit statements. SQLite has no such locks (its embedded
-# default serves one process).
+# change commits: no mail leaves after it. PostgreSQL advisory locks in a key space of their own
+# (two int4 keys: this constant and the submission's id); the worker's are session locks on its
+# recorder's connection, which outlive its autocommit statements. SQLite has no such locks (its
+# embedded default serves one process).
 MAIL_LOCKS = 1380122625
 MAIL_WAIT_SECONDS = 10.0
 LOCK_NOT_AVAILABLE = "55P03"

@@ -100,14 +100,20 @@ def in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
     return thread, outcome
 
 
+def reminder_on_the_wire(services, handler):
+    """The reminder held at the server's DATA, its delivery in a thread."""
+    reminder, submission_id = invited_and_reminder_due(services)
+    handler.gate.clear()
+    handler.at_data.clear()
+    sending, sent = in_thread(deliver, services.mail, [reminder], as_of=REMINDER_DAY)
+    assert handler.at_data.wait(10)
+    return reminder, submission_id, sending, sent
+
+
 def test_a_partner_who_submits_while_their_reminder_is_being_sent_waits_for_it(stack):
     with gated_smtp() as (server, handler):
         services = stack(port=server.port)
-        reminder, submission_id = invited_and_reminder_due(services)
-        handler.gate.clear()
-        handler.at_data.clear()
-        sending, sent = in_thread(deliver, services.mail, [reminder], as_of=REMINDER_DAY)
-        assert handler.at_data.wait(10)  # the reminder is on the wire
+        reminder, submission_id, sending, sent = reminder_on_the_wire(services, handler)
         submitting, _ = in_thread(submit, services, submission_id)
         time.sleep(0.5)  # time enough to commit, were it not waiting
         # While the reminder is at the server the submission has not committed: it waits.
@@ -159,11 +165,7 @@ def test_a_mail_stuck_at_a_slow_server_holds_the_submission_up_only_so_long(stac
     caplog.set_level(logging.WARNING, logger="workflow.uow")
     with gated_smtp() as (server, handler):
         services = stack(port=server.port)
-        reminder, submission_id = invited_and_reminder_due(services)
-        handler.gate.clear()
-        handler.at_data.clear()
-        sending, sent = in_thread(deliver, services.mail, [reminder], as_of=REMINDER_DAY)
-        assert handler.at_data.wait(10)
+        reminder, submission_id, sending, sent = reminder_on_the_wire(services, handler)
         started = time.monotonic()
         # (Its receipt, sent once it commits, waits at the gate like the reminder.)
         submitting, _ = in_thread(submit, services, submission_id)
